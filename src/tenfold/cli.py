@@ -1,0 +1,228 @@
+"""The one command-line entry point: `tenfold` (also `python -m tenfold`).
+
+    tenfold list
+    tenfold show <key> [--profile P] [--set k=v ...]
+    tenfold train <key> --profile P [--set k=v ...] [--out DIR] [--seed N] [--device D]
+    tenfold eval --run DIR
+    tenfold smoke [keys...]
+    tenfold reproduce [keys...] [--profile quick] [--seed N] [--out DIR]
+    tenfold report DIR
+
+Exit codes: 0 success; 2 usage or input error (the message names the field or file); 1 a failed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from tenfold.core.claims import Claim, format_table
+from tenfold.core.config import PROFILE_NAMES, load_config, make_config, parse_set_args, to_dict
+from tenfold.core.errors import InputError
+from tenfold.core.registry import SystemSpec
+from tenfold.core.runtime import LOGGER_NAME
+from tenfold.systems import get_system
+
+log = logging.getLogger(LOGGER_NAME)
+
+
+class UsageError(InputError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so `main(argv)` is callable in-process."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _systems() -> dict[str, SystemSpec]:
+    from tenfold.systems import SYSTEMS
+
+    return SYSTEMS
+
+
+def _build_config(spec: SystemSpec, profile: str, sets: list[str] | None, seed: int | None = None,
+                  device: str | None = None):
+    overrides: dict[str, object] = dict(parse_set_args(sets))
+    if seed is not None:
+        overrides["seed"] = seed
+    if device is not None:
+        overrides["device"] = device
+    return make_config(spec.config_cls, spec.profiles, profile, overrides)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for key, spec in _systems().items():
+        print(f"{key:10s} {spec.title} (arXiv {spec.arxiv})")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    spec = get_system(args.key)
+    cfg = _build_config(spec, args.profile, args.set)
+    print(json.dumps(to_dict(cfg), indent=2))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    spec = get_system(args.key)
+    cfg = _build_config(spec, args.profile, args.set, args.seed, args.device)
+    out = Path(args.out) if args.out else Path("runs") / f"{spec.key}-{args.profile}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps({"system": spec.key, "profile": args.profile}) + "\n")
+    log.info("training %s (%s profile) in %s", spec.key, args.profile, out)
+    metrics = spec.train(cfg, out)
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
+def _run_system(out: Path) -> SystemSpec:
+    run_json = out / "run.json"
+    if not run_json.exists():
+        raise InputError(f"{run_json}: not found; --run must be a directory written by `tenfold train`")
+    try:
+        key = json.loads(run_json.read_text())["system"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise InputError(f"{run_json}: field 'system' missing or file not valid JSON") from None
+    return get_system(key)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    out = Path(args.run)
+    spec = _run_system(out)
+    cfg = load_config(spec.config_cls, out / "config.json")
+    metrics = spec.evaluate(cfg, out)
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    keys = args.keys or list(_systems())
+    specs = [get_system(k) for k in keys]
+    failed = []
+    for spec in specs:
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix=f"tenfold-smoke-{spec.key}-") as tmp:
+            try:
+                cfg = make_config(spec.config_cls, spec.profiles, "smoke")
+                spec.train(cfg, Path(tmp))
+                metrics = spec.evaluate(cfg, Path(tmp))
+                print(f"{spec.key}: ok in {time.perf_counter() - t0:.1f} s  {json.dumps(metrics, default=str)[:300]}")
+            except Exception:  # report every system, then fail
+                traceback.print_exc()
+                print(f"{spec.key}: FAILED after {time.perf_counter() - t0:.1f} s")
+                failed.append(spec.key)
+    return 1 if failed else 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from tenfold.core.report import write_report
+
+    keys = args.keys or list(_systems())
+    specs = [get_system(k) for k in keys]
+    if args.profile not in PROFILE_NAMES:
+        raise UsageError(f"--profile must be one of {PROFILE_NAMES}, got {args.profile!r}")
+    out = Path(args.out)
+    claims: list[Claim] = []
+    systems_meta: dict[str, dict] = {}
+    for spec in specs:
+        t0 = time.perf_counter()
+        log.info("reproducing %s (%s profile, seed %d; budget %.0f min on 2 CPU cores)", spec.key,
+                 args.profile, args.seed, spec.reproduce_minutes)
+        try:
+            rows = spec.reproduce(args.profile, args.seed, out / spec.key)
+            claims.extend(rows)
+            systems_meta[spec.key] = {"status": "ok", "wall_time_s": time.perf_counter() - t0,
+                                      "claims": len(rows), "budget_minutes": spec.reproduce_minutes}
+        except Exception as err:  # one broken system must not hide the others' claims
+            traceback.print_exc()
+            systems_meta[spec.key] = {"status": "error", "error": f"{type(err).__name__}: {err}",
+                                      "wall_time_s": time.perf_counter() - t0}
+    meta = {"profile": args.profile, "seed": args.seed, "systems": systems_meta}
+    paths = write_report(out, claims, meta)
+    print(format_table(claims))
+    for key, facts in systems_meta.items():
+        print(f"{key}: {facts['status']} in {facts['wall_time_s']:.1f} s")
+    print(f"report: {paths['html']}")
+    return 1 if any(m["status"] != "ok" for m in systems_meta.values()) else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tenfold.core.report import rerender
+
+    try:
+        paths = rerender(Path(args.dir))
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        raise InputError(str(err)) from None
+    print(f"report: {paths['html']}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "list": cmd_list, "show": cmd_show, "train": cmd_train, "eval": cmd_eval,
+    "smoke": cmd_smoke, "reproduce": cmd_reproduce, "report": cmd_report,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tenfold", description=__doc__.split("\n")[0])
+    p.add_argument("--quiet", action="store_true", help="no progress bars or info logging")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="list the systems")
+    s = sub.add_parser("show", help="print a resolved config")
+    s.add_argument("key")
+    s.add_argument("--profile", default="quick", choices=PROFILE_NAMES)
+    s.add_argument("--set", action="append", metavar="KEY=VALUE")
+    s = sub.add_parser("train", help="train one system into a run directory (resumes from its checkpoint)")
+    s.add_argument("key")
+    s.add_argument("--profile", required=True, choices=PROFILE_NAMES)
+    s.add_argument("--set", action="append", metavar="KEY=VALUE")
+    s.add_argument("--out", help="run directory (default runs/<key>-<profile>)")
+    s.add_argument("--seed", type=int, help="overrides the config's seed")
+    s.add_argument("--device", help="cpu | cuda | auto (default: the config's, auto = cuda when available)")
+    s = sub.add_parser("eval", help="evaluate a run directory written by train")
+    s.add_argument("--run", required=True)
+    s = sub.add_parser("smoke", help="train + evaluate the smoke profile of each system")
+    s.add_argument("keys", nargs="*")
+    s = sub.add_parser("reproduce", help="run each paper's claim, method vs baselines, and write the report")
+    s.add_argument("keys", nargs="*")
+    s.add_argument("--profile", default="quick", choices=PROFILE_NAMES)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default="reports/latest")
+    s = sub.add_parser("report", help="re-render a report directory from its claims.json")
+    s.add_argument("dir")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI in-process and return its exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except SystemExit as exit_:  # --help
+        return int(exit_.code or 0)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger(LOGGER_NAME).setLevel(logging.WARNING if args.quiet else logging.INFO)
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception:
+        traceback.print_exc()
+        return 1
+
+
+def main_entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Frozen-dataclass configs: dotted overrides, type conversion and a JSON round trip.
+
+Every system's `config.py` declares nested frozen dataclasses whose defaults are the paper's
+values and a `PROFILES` dict of explicit dotted overrides. This module is the only code that
+turns strings from `--set k=v` (or values from JSON) into typed config fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+from tenfold.core.errors import InputError
+
+PROFILE_NAMES: tuple[str, ...] = ("smoke", "quick", "full")
+
+C = TypeVar("C")
+
+
+class ConfigError(InputError):
+    """A config key, value or file is wrong; the message names the field and the allowed form."""
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """`X | None` -> (X, True); anything else -> (tp, False)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def convert_value(value: Any, tp: Any, key: str) -> Any:
+    """Convert `value` (a CLI string or a JSON value) to the declared type `tp` of field `key`."""
+    inner, optional = _unwrap_optional(tp)
+    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null"))):
+        return None
+    tp = inner
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key}: expected a boolean (true/false), got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.strip("()[] ").split(",") if p.strip()]
+        elif isinstance(value, (list, tuple)):
+            parts = list(value)
+        else:
+            raise ConfigError(f"{key}: expected a comma-separated list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(convert_value(p, args[0], key) for p in parts)
+        if len(parts) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(parts)} in {value!r}")
+        return tuple(convert_value(p, a, key) for p, a in zip(parts, args))
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value in allowed:
+            return value
+        raise ConfigError(f"{key}: expected one of {list(allowed)}, got {value!r}")
+    raise ConfigError(f"{key}: unsupported field type {tp!r}")
+
+
+def override(cfg: C, overrides: Mapping[str, Any]) -> C:
+    """Return a copy of `cfg` with dotted keys replaced, e.g. `{"train.lr": 3e-4}`.
+
+    Unknown keys and values that do not convert to the declared type raise ConfigError.
+    `__post_init__` validation of every touched dataclass runs again.
+    """
+    for key, value in overrides.items():
+        cfg = _set_one(cfg, key.split("."), value, key)
+    return cfg
+
+
+def _set_one(cfg: Any, parts: list[str], value: Any, full_key: str) -> Any:
+    names = [f.name for f in dataclasses.fields(cfg)]
+    head = parts[0]
+    if head not in names:
+        raise ConfigError(f"unknown config key {full_key!r}: {type(cfg).__name__} has fields {names}")
+    current = getattr(cfg, head)
+    if len(parts) == 1:
+        if dataclasses.is_dataclass(current):
+            raise ConfigError(f"{full_key!r} is a section; set one of its fields, e.g. {full_key}.<field>")
+        new = convert_value(value, _field_types(type(cfg))[head], full_key)
+    else:
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"unknown config key {full_key!r}: {head!r} is not a section")
+        new = _set_one(current, parts[1:], value, full_key)
+    return dataclasses.replace(cfg, **{head: new})
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Nested plain dict (tuples become lists), ready for JSON."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_dict(cls: type[C], data: Mapping[str, Any], prefix: str = "") -> C:
+    """Rebuild a config of type `cls` from `to_dict` output; unknown or missing keys are errors."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix or 'config'}: expected an object, got {type(data).__name__}")
+    hints = _field_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"unknown config keys {sorted(prefix + k for k in unknown)} for {cls.__name__}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        if f.name not in data:
+            raise ConfigError(f"missing config key {key!r}")
+        tp = hints[f.name]
+        if _is_dataclass_type(tp):
+            kwargs[f.name] = from_dict(tp, data[f.name], key + ".")
+        else:
+            kwargs[f.name] = convert_value(data[f.name], tp, key)
+    return cls(**kwargs)
+
+
+def save_config(cfg: Any, path: Path) -> None:
+    Path(path).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=False) + "\n")
+
+
+def load_config(cls: type[C], path: Path) -> C:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+    return from_dict(cls, data)
+
+
+def parse_set_args(items: list[str] | None) -> dict[str, str]:
+    """`["a.b=1", "c=x"]` -> `{"a.b": "1", "c": "x"}`; a missing `=` is a ConfigError."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=0.01")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def make_config(cls: type[C], profiles: Mapping[str, Mapping[str, Any]], profile: str,
+                overrides: Mapping[str, Any] | None = None) -> C:
+    """Defaults (the paper's values) -> profile overrides -> user overrides."""
+    if profile not in profiles:
+        raise ConfigError(f"unknown profile {profile!r}; valid profiles: {sorted(profiles)}")
+    cfg = override(cls(), profiles[profile])
+    return override(cfg, overrides or {})

@@ -1,0 +1,5 @@
+"""Error types the CLI maps to exit codes: InputError -> 2 (usage or input), anything else -> 1."""
+
+
+class InputError(ValueError):
+    """Bad user input: a config key or value, a data file, a field in it. The message names which."""

@@ -1,0 +1,39 @@
+"""`SystemSpec`: what the CLI, the contract tests and `reproduce` need to know about a system.
+
+The only name-to-object lookup is the literal `SYSTEMS` dict in `tenfold.systems`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from tenfold.core.claims import Claim
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """A system: metadata plus plain functions.
+
+    Args:
+        key: package name, the paper's method acronym (e.g. "qae").
+        title: the paper's title.
+        arxiv: arXiv id of the paper.
+        config_cls: the top-level frozen config dataclass (defaults = paper values).
+        profiles: {"smoke": {...}, "quick": {...}, "full": {...}} dotted overrides.
+        train: `train(cfg, run_dir) -> metrics`; resumes from `run_dir`'s last checkpoint.
+        evaluate: `evaluate(cfg, run_dir) -> metrics`; reads what `train` wrote.
+        reproduce: `reproduce(profile, seed, out_dir) -> list[Claim]`; writes plots into `out_dir`.
+        reproduce_minutes: the budget of the quick reproduction on 2 CPU cores (from the issue).
+    """
+
+    key: str
+    title: str
+    arxiv: str
+    config_cls: type
+    profiles: Mapping[str, Mapping[str, Any]]
+    train: Callable[[Any, Path], dict]
+    evaluate: Callable[[Any, Path], dict]
+    reproduce: Callable[[str, int, Path], list[Claim]]
+    reproduce_minutes: float
