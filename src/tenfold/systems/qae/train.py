@@ -1,0 +1,155 @@
+"""Training of `qae` (arXiv 2005.11149): one learner, one ensemble, one run directory.
+
+Steps (spec section 3):
+ 1. build rho from the ensemble (or the user's .npz) and P from (n, k, trash wires);
+ 2. compute the bound B_k(rho) for the report only: the learner never sees it;
+ 3.-4. run the learner (Adam-GRAPE by default) with checkpoints every `train.checkpoint_every`
+    iterations; `train` re-run on the same directory resumes from the last checkpoint;
+ 5. write summary.json with `encoding_fidelity`, `bound`, the gap, and the evaluation count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tenfold.core.runs import RunDir
+from tenfold.core.runtime import progress_bar, seed_everything, torch_threads
+from tenfold.systems.qae import learning
+from tenfold.systems.qae.bound import compression_bound
+from tenfold.systems.qae.config import GRADIENT_LEARNERS, Config
+from tenfold.systems.qae.control import ControlSystem, default_control_system
+from tenfold.systems.qae.data import Ensemble, build_ensemble, check_latent, load_states_file
+from tenfold.systems.qae.loss import trash_projector
+
+log = logging.getLogger("tenfold.qae")
+
+
+def load_ensemble(cfg: Config) -> Ensemble:
+    """The user's states file when given, else the named generated ensemble (seeded by cfg.seed)."""
+    if cfg.data.states_file:
+        ens = load_states_file(Path(cfg.data.states_file))
+    else:
+        ens = build_ensemble(cfg.data.ensemble, cfg.seed)
+    check_latent(ens.num_qubits, cfg.model.num_latent_qubits)
+    if cfg.data.trash_wires:
+        n, k = ens.num_qubits, cfg.model.num_latent_qubits
+        if len(cfg.data.trash_wires) != n - k or max(cfg.data.trash_wires) >= n:
+            from tenfold.core.errors import InputError
+
+            raise InputError(f"data.trash_wires must list {n - k} distinct qubits in [0, {n}), "
+                             f"got {cfg.data.trash_wires}")
+    return ens
+
+
+def build_problem(cfg: Config) -> tuple[Ensemble, torch.Tensor, ControlSystem]:
+    """Ensemble, trash projector P (d, d) and the control system of the config."""
+    ens = load_ensemble(cfg)
+    n, k = ens.num_qubits, cfg.model.num_latent_qubits
+    wires = list(cfg.data.trash_wires) or None
+    P = trash_projector(n, k, trash_wires=wires)
+    system = default_control_system(n, num_slices=cfg.model.num_slices or None, T=cfg.model.evolution_time)
+    return ens, P, system
+
+
+def run_learner(cfg: Config, ens: Ensemble, P: torch.Tensor, system: ControlSystem, run: RunDir | None,
+                generator: torch.Generator) -> learning.LearnResult:
+    """Dispatch to the configured learner; gradient learners checkpoint into `run` and resume from it."""
+    t = cfg.train
+    name = t.learner
+    if cfg.model.encoder == "unitary":
+        return learning.train_unitary_encoder(ens.rho, P, iters=t.iters, lr=t.lr, generator=generator)
+    if cfg.model.encoder == "circuit":
+        return learning.train_circuit_encoder(ens.rho, P, ens.num_qubits, num_layers=cfg.model.num_layers,
+                                              iters=t.iters, lr=t.lr, generator=generator)
+    if name in GRADIENT_LEARNERS:
+        return _grape_with_checkpoints(cfg, ens, P, system, run, generator)
+    if name == "unitary_ascent":
+        return learning.unitary_group_ascent(ens.rho, P, eta=t.ascent_eta, steps=t.ascent_steps)
+    kw: dict[str, Any] = {"max_evaluations": t.max_evaluations, "u_max": cfg.model.u_max, "seed": cfg.seed}
+    if name == "de":
+        return learning.differential_evolution(system, ens.rho, P, popsize_per_dim=t.de_popsize_per_dim, **kw)
+    if name == "nelder_mead":
+        return learning.nelder_mead(system, ens.rho, P, **kw)
+    if name == "cobyla":
+        return learning.cobyla(system, ens.rho, P, **kw)
+    if name == "spsa":
+        return learning.spsa(system, ens.rho, P, shots=t.shots, **kw)
+    raise AssertionError(f"unhandled learner {name!r}")  # Config validation makes this unreachable
+
+
+def _grape_with_checkpoints(cfg: Config, ens: Ensemble, P: torch.Tensor, system: ControlSystem,
+                            run: RunDir | None, generator: torch.Generator) -> learning.LearnResult:
+    t = cfg.train
+    optimizer = t.learner.removeprefix("grape_")
+    ckpt = run.load_checkpoint() if run is not None else None
+    start_iter, init_u, opt_state = 0, None, None
+    prior_evals, prior_hist = np.zeros(0, dtype=np.int64), np.zeros(0)
+    if ckpt is not None and ckpt.get("kind") == "grape":
+        start_iter, opt_state = ckpt["iter"], ckpt["optimizer"]
+        init_u = torch.as_tensor(ckpt["u"], dtype=torch.float64)
+        prior_evals, prior_hist = np.asarray(ckpt["evaluations"]), np.asarray(ckpt["history"])
+        run.truncate_metrics(start_iter)
+        log.info("resuming %s from iteration %d", t.learner, start_iter)
+    bar = progress_bar(t.iters, f"qae {t.learner}")
+    bar.update(start_iter)
+
+    def on_step(it: int, u: torch.Tensor, opt: torch.optim.Optimizer, hist: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(F_enc=f"{hist['history'][-1]:.6f}")
+        if run is None:
+            return
+        run.log_metrics({"step": it + 1, "encoding_fidelity": float(hist["history"][-1]),
+                         "evaluations": int(hist["evaluations"][-1])})
+        if (it + 1) % t.checkpoint_every == 0 or it + 1 == t.iters:
+            run.save_checkpoint({"kind": "grape", "iter": it + 1, "u": u.detach().clone(),
+                                 "optimizer": opt.state_dict(),
+                                 "evaluations": np.concatenate([prior_evals, hist["evaluations"]]),
+                                 "history": np.concatenate([prior_hist, hist["history"]])})
+
+    try:
+        result = learning.grape(system, ens.rho, P, optimizer=optimizer, iters=t.iters, lr=t.lr,
+                                u_max=cfg.model.u_max, generator=generator, init_u=init_u,
+                                optimizer_state=opt_state, start_iter=start_iter, on_step=on_step)
+    finally:
+        bar.close()
+    # A resumed run's curve starts with the iterations before the kill.
+    return dataclasses.replace(result, evaluations=np.concatenate([prior_evals, result.evaluations]),
+                               history=np.concatenate([prior_hist, result.history]))
+
+
+def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """Train one encoder; write config.json, metrics.jsonl, checkpoints and summary.json."""
+    t0 = time.perf_counter()
+    run = RunDir(run_dir)
+    run.write_config(cfg)
+    generator = seed_everything(cfg.seed)
+    ens, P, system = build_problem(cfg)
+    ckpt = run.load_checkpoint()
+    if ckpt is not None and ckpt.get("kind") == "final":  # a finished run: re-derive the summary only
+        result = learning.LearnResult(ckpt["learner"], ckpt["params"], float("nan"), ckpt["evaluations"],
+                                      ckpt["history"], 0.0)
+    else:
+        with torch_threads(1):  # 4x4..16x16 matrices: threading only adds overhead
+            result = run_learner(cfg, ens, P, system, run, generator)
+    run.save_checkpoint({"kind": "final", "learner": result.learner, "params": result.params,
+                         "evaluations": result.evaluations, "history": result.history})
+    if cfg.train.learner not in GRADIENT_LEARNERS or cfg.model.encoder != "control":
+        for ev, f in zip(result.evaluations, result.history):
+            run.log_metrics({"evaluations": int(ev), "encoding_fidelity": float(f)})
+    from tenfold.systems.qae.evaluate import encoder_metrics
+
+    metrics = encoder_metrics(cfg, ens, P, system, result.params)
+    bound = float(compression_bound(ens.rho, cfg.model.num_latent_qubits))
+    metrics.update({"learner": result.learner, "evaluations": int(result.evaluations[-1]),
+                    "learner_wall_time_s": result.wall_time_s, "max_history_minus_bound":
+                    float(np.max(result.history) - bound)})
+    run.write_summary(metrics, time.perf_counter() - t0, str(cfg.device))
+    log.info("qae %s: F_enc %.6f, bound %.6f", result.learner, metrics["encoding_fidelity"], metrics["bound"])
+    return metrics

@@ -1,0 +1,99 @@
+"""The CLI, in-process through `main(argv)` (exit codes 0 / 1 / 2, messages naming the field or file)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tenfold.cli import main
+
+
+def test_list_and_help(capsys):
+    assert main(["list"]) == 0
+    assert "qae" in capsys.readouterr().out
+    assert main(["--help"]) == 0
+
+
+def test_show_applies_profile_and_set(capsys):
+    assert main(["show", "qae", "--profile", "smoke", "--set", "train.lr=0.1"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["train"]["lr"] == 0.1 and cfg["train"]["iters"] == 50
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["show", "nope"], "unknown system 'nope'; valid systems: qae"),
+    (["show", "qae", "--set", "train.lrr=1"], "unknown config key 'train.lrr'"),
+    (["show", "qae", "--set", "train.iters=many"], "train.iters: expected an integer"),
+    (["show", "qae", "--set", "noequals"], "expected KEY=VALUE"),
+    (["train", "qae"], "--profile"),
+    (["frobnicate"], "invalid choice"),
+    (["eval", "--run", "/nonexistent/run"], "run.json: not found"),
+    (["report", "/nonexistent/rep"], "claims.json"),
+])
+def test_usage_and_input_errors_exit_2(argv, needle, capsys):
+    assert main(argv) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_train_eval_and_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--quiet", "train", "qae", "--profile", "smoke", "--out", str(out), "--set", "train.iters=20",
+            "--set", "train.checkpoint_every=5"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["encoding_fidelity"] <= first["bound"] + 1e-9
+    for name in ("config.json", "metrics.jsonl", "summary.json", "checkpoints/last.pt", "run.json"):
+        assert (out / name).exists(), name
+    assert main(["--quiet", "eval", "--run", str(out)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["encoding_fidelity"] == pytest.approx(first["encoding_fidelity"], abs=1e-12)
+    assert (out / "unitary.npy").exists()
+    # A different config on the same directory is refused (exit 2? no: a run failure names the directory).
+    assert main(["--quiet", "train", "qae", "--profile", "smoke", "--out", str(out), "--set", "train.lr=0.3"]) == 1
+
+
+def test_train_on_user_states_file(tmp_path, capsys):
+    # Two 2-qubit product states |00> and |+0>: rank 2 <= 2^1, so the bound is 1 (spec 7, case 7 with k = 1).
+    states = np.array([[1, 0, 0, 0], [2**-0.5, 0, 2**-0.5, 0]], dtype=np.complex128)
+    path = tmp_path / "F.npz"
+    np.savez(path, states=states, weights=np.array([0.5, 0.5]))
+    out = tmp_path / "run"
+    assert main(["--quiet", "train", "qae", "--profile", "quick", "--out", str(out), "--set",
+                 f"data.states_file={path}", "--set", "model.num_latent_qubits=1", "--set", "train.iters=60"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["bound"] == pytest.approx(1.0, abs=1e-12)
+    assert 0.99 <= summary["encoding_fidelity"] <= 1.0 + 1e-9
+    assert summary["runtime"]["wall_time_s"] > 0
+
+
+def test_bad_states_file_exits_2(tmp_path, capsys):
+    path = tmp_path / "bad.npz"
+    np.savez(path, states=np.ones((2, 3), dtype=np.complex128))  # 3 is not a power of two
+    assert main(["--quiet", "train", "qae", "--profile", "smoke", "--out", str(tmp_path / "r"), "--set",
+                 f"data.states_file={path}"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.npz" in err and "states" in err
+    # k >= n is a clear error naming the field
+    good = tmp_path / "good.npz"
+    np.savez(good, rho=np.eye(4, dtype=np.complex128) / 4)
+    assert main(["--quiet", "train", "qae", "--profile", "smoke", "--out", str(tmp_path / "r2"), "--set",
+                 f"data.states_file={good}", "--set", "model.num_latent_qubits=2"]) == 2
+    assert "model.num_latent_qubits" in capsys.readouterr().err
+
+
+def test_reproduce_smoke_writes_report_and_report_rerenders(tmp_path, capsys):
+    out = tmp_path / "rep"
+    code = main(["--quiet", "reproduce", "qae", "--profile", "smoke", "--seed", "3", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "claims hold" in printed
+    payload = json.loads((out / "claims.json").read_text())
+    assert payload["seed"] == 3 and payload["systems"]["qae"]["status"] == "ok"
+    assert payload["claims"] and all(c["verdict"] in ("holds", "fails") for c in payload["claims"])
+    assert all(c["system"] == "qae" and c["seeds"] for c in payload["claims"])
+    assert len(list((out / "qae").glob("*.png"))) >= 2
+    html = (out / "index.html").read_text()
+    assert html.count("<tr class=") == len(payload["claims"]) and "data:image/png;base64," in html
+    assert main(["report", str(out)]) == 0
