@@ -14,7 +14,7 @@ What is compared (one run, side by side, same problem, same initial pulse):
                  (ZZ Ising drift, X/Y controls on every qubit, T = pi, Q = 20 / 30 slices, |u| <= 2) for
                  `two_random` 2 -> 1 and `four_random` 3 -> 1 (ensemble seed 0); the target is
                  B_k(rho) - 1e-3, with B_k the eigenvalue bound (bound.compression_bound).
-    ours-adam    learning.grape(optimizer="adam", lr=0.05): the projector objective itself, model-free.
+    ours-adam    learning.grape(optimizer="adam", lr=Config().train.lr): the projector objective itself, model-free.
     ours-lbfgs   learning.grape(optimizer="lbfgs", lr=1.0, strong-Wolfe line search).
     qtrl-unitary qutip_qtrl GRAPE (scipy L-BFGS-B, exact gradients via eigendecomposition, fid_type "UNIT" with
                  phase option "PSU") towards the gate U_targ = bound.optimal_unitary(rho, k).
@@ -80,6 +80,7 @@ import scipy
 import torch
 from torch import Tensor
 
+from tenfold.systems.qae.config import Config
 from tenfold.systems.qae.bound import compression_bound, optimal_unitary
 from tenfold.systems.qae.control import ControlSystem, default_control_system
 from tenfold.systems.qae.data import build_ensemble, to_qutip
@@ -154,7 +155,7 @@ class _TargetReached(Exception):
 
 def run_ours(prob: Problem, optimizer: str, max_iters: int | None = None) -> Measurement:
     """grape from u0, stopped at the first iterate with F_enc >= target (timestamps from on_step)."""
-    lr = 0.05 if optimizer == "adam" else 1.0
+    lr = Config().train.lr if optimizer == "adam" else 1.0  # the repository's default Adam learning rate
     iters = max_iters or (prob.max_iters_adam if optimizer == "adam" else prob.max_iters_lbfgs)
     stamps: list[float] = []  # stamps[t] = time at which step t produced iterate t + 1
     hit: dict[str, float] = {}

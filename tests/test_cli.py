@@ -50,8 +50,9 @@ def test_train_eval_and_resume(tmp_path, capsys):
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["encoding_fidelity"] == pytest.approx(first["encoding_fidelity"], abs=1e-12)
     assert (out / "unitary.npy").exists()
-    # A different config on the same directory is refused (exit 2? no: a run failure names the directory).
-    assert main(["--quiet", "train", "qae", "--profile", "smoke", "--out", str(out), "--set", "train.lr=0.3"]) == 1
+    # A different config on a directory that holds a checkpoint is an input error naming the file.
+    assert main(["--quiet", "train", "qae", "--profile", "smoke", "--out", str(out), "--set", "train.lr=0.3"]) == 2
+    assert "config.json" in capsys.readouterr().err
 
 
 def test_train_on_user_states_file(tmp_path, capsys):

@@ -60,3 +60,10 @@ def test_verdict_is_derived_and_round_trips():
 def test_format_table_counts():
     text = format_table([_claim(0.9, 0.8), _claim(0.7, 0.8)])
     assert "1/2 claims hold" in text and "FAILS" in text and "holds" in text
+
+
+def test_non_finite_measurement_serialises_as_null_and_fails():
+    c = _claim(math.nan, 0.8)
+    d = c.to_dict()
+    assert d["method_value"] is None and d["verdict"] == "fails"
+    assert Claim.from_dict(d).verdict == "fails"

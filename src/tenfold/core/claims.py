@@ -81,6 +81,9 @@ class Claim:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        for key in ("method_value", "baseline_value"):  # JSON has no NaN / inf: a missing measurement is null
+            if not math.isfinite(d[key]):
+                d[key] = None
         d["relation"] = {"op": self.relation.op, "margin": self.relation.margin}
         d["expected"] = self.expected
         d["seeds"] = list(self.seeds)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from tenfold.core.config import load_config, save_config, to_dict
+from tenfold.core.errors import InputError
 
 CHECKPOINT_NAME = "last.pt"
 
@@ -58,7 +59,7 @@ def _jsonable(x: Any) -> Any:
     if hasattr(x, "tolist"):  # numpy array
         return _jsonable(x.tolist())
     if isinstance(x, float) and not math.isfinite(x):
-        return None if math.isnan(x) else (1e308 if x > 0 else -1e308)
+        return None  # JSON has no NaN / inf
     return x
 
 
@@ -90,7 +91,7 @@ class RunDir:
         if self.config_path.exists() and self.checkpoint_path.exists():
             old = json.loads(self.config_path.read_text())
             if old != to_dict(cfg):
-                raise ValueError(f"{self.config_path}: the run directory holds a checkpoint of a "
+                raise InputError(f"{self.config_path}: the run directory holds a checkpoint of a "
                                  "different config; use a new --out directory")
             return
         tmp = self.path / ".config.json.tmp"

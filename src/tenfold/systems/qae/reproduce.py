@@ -42,10 +42,12 @@ SYSTEM = "qae"
 class Case:
     ensemble: Ensemble
     k: int
+    seed: int | None = None  # set for the repeated random full-rank instances, to tell them apart
 
     @property
     def label(self) -> str:
-        return f"{self.ensemble.name} {self.ensemble.num_qubits}->{self.k}"
+        tag = "" if self.seed is None else f" #{self.seed}"
+        return f"{self.ensemble.name}{tag} {self.ensemble.num_qubits}->{self.k}"
 
     @property
     def P(self) -> torch.Tensor:
@@ -62,9 +64,9 @@ def ascent_cases(rc, seed: int) -> list[Case]:
              ("basis3", 1), ("werner", 1), ("maximally_mixed3", 2), ("paddle_spectrum", 2), ("tfim_thermal", 1)]
     cases = [Case(build_ensemble(name, seed), k) for name, k in named]
     for j in range(rc.num_full_rank_seeds):
-        cases += [Case(build_ensemble("random_full_rank2", seed + j), 1),
-                  Case(build_ensemble("random_full_rank3", seed + j), 1),
-                  Case(build_ensemble("random_full_rank3", seed + j), 2)]
+        cases += [Case(build_ensemble("random_full_rank2", seed + j), 1, seed + j),
+                  Case(build_ensemble("random_full_rank3", seed + j), 1, seed + j),
+                  Case(build_ensemble("random_full_rank3", seed + j), 2, seed + j)]
     return cases
 
 
@@ -260,6 +262,7 @@ LEARNER_TITLES = {"grape_adam": "Adam-GRAPE (exact gradient)", "grape_lbfgs": "L
 def plot_training_curves(runs, path: Path) -> None:
     """One panel per algorithm: F_enc vs fitness evaluations, the bound B_k drawn as a dashed line."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -275,6 +278,7 @@ def plot_training_curves(runs, path: Path) -> None:
             ax.plot(np.maximum(res.evaluations, 1), res.history, color=color, label=case.label)
             ax.axhline(case.bound, color=color, ls="--", lw=1)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(LEARNER_TITLES[name], fontsize=10)
         ax.set_xlabel("fitness evaluations")
         ax.set_ylabel("encoding fidelity F_enc")
@@ -306,7 +310,7 @@ def plot_bound_vs_learned(runs, path: Path) -> None:
     ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("encoding fidelity")
     ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=3)
     ax.set_title("qae: learned F_enc vs the eigenvalue bound")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
