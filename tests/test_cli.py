@@ -16,6 +16,22 @@ def test_list_and_help(capsys):
     assert main(["--help"]) == 0
 
 
+def test_smoke_command(capsys):
+    assert main(["--quiet", "smoke", "qae"]) == 0
+    assert "qae: ok" in capsys.readouterr().out
+
+
+def test_device_cuda_without_gpu_is_an_input_error(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    out = tmp_path / "run"
+    assert main(["--quiet", "train", "qae", "--profile", "smoke", "--device", "cuda", "--out", str(out)]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert not out.exists()  # nothing half-written
+
+
 def test_show_applies_profile_and_set(capsys):
     assert main(["show", "qae", "--profile", "smoke", "--set", "train.lr=0.1"]) == 0
     cfg = json.loads(capsys.readouterr().out)
@@ -76,6 +92,7 @@ def test_bad_states_file_exits_2(tmp_path, capsys):
                  f"data.states_file={path}"]) == 2
     err = capsys.readouterr().err
     assert "bad.npz" in err and "states" in err
+    assert not (tmp_path / "r" / "config.json").exists()  # nothing half-written
     # k >= n is a clear error naming the field
     good = tmp_path / "good.npz"
     np.savez(good, rho=np.eye(4, dtype=np.complex128) / 4)

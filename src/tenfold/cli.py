@@ -27,7 +27,7 @@ from tenfold.core.claims import Claim, format_table
 from tenfold.core.config import PROFILE_NAMES, load_config, make_config, parse_set_args, to_dict
 from tenfold.core.errors import InputError
 from tenfold.core.registry import SystemSpec
-from tenfold.core.runtime import LOGGER_NAME
+from tenfold.core.runtime import LOGGER_NAME, select_device
 from tenfold.systems import get_system
 
 log = logging.getLogger(LOGGER_NAME)
@@ -76,11 +76,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     spec = get_system(args.key)
     cfg = _build_config(spec, args.profile, args.set, args.seed, args.device)
+    select_device(cfg.device)  # a bad device is an input error before anything is written
     out = Path(args.out) if args.out else Path("runs") / f"{spec.key}-{args.profile}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps({"system": spec.key, "profile": args.profile}) + "\n")
     log.info("training %s (%s profile) in %s", spec.key, args.profile, out)
     metrics = spec.train(cfg, out)
+    # Written last: `eval` needs it, and a run killed before the end is resumed by `train`, not evaluated.
+    (out / "run.json").write_text(json.dumps({"system": spec.key, "profile": args.profile}) + "\n")
     print(json.dumps(metrics, indent=2, default=str))
     return 0
 

@@ -10,6 +10,8 @@ from typing import Iterable, Iterator, TypeVar
 import numpy as np
 import torch
 
+from tenfold.core.errors import InputError
+
 T = TypeVar("T")
 LOGGER_NAME = "tenfold"
 
@@ -33,9 +35,9 @@ def select_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        raise InputError(f"device {name!r} requested but CUDA is not available; use --device cpu")
     if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
+        raise InputError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
     return torch.device(name)
 
 

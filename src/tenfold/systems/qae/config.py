@@ -81,7 +81,10 @@ class TrainConfig:
 class ReproduceConfig:
     """Scale of `tenfold reproduce qae` (section 6 of the spec)."""
 
-    grape_iters: int = 200  # spec 5 quick: Adam-GRAPE 200 iterations
+    # Deviation: 500 Adam-GRAPE iterations, not the spec's 200: on held-out seed 13, four_random 3->2 was
+    # still 1.45e-3 below its bound after 200 (the spec's own prototype: 0.99927 at 200, 0.990 at 100);
+    # 500 is re-checked on fresh seeds (README). ~6 ms per 3-qubit iteration, so it costs ~15 s.
+    grape_iters: int = 500
     ascent_steps: int = 2000  # spec 5 quick: unitary-group ascent 2000 steps
     # Deviation (spec 5 allows it): 10k evaluations instead of the calibrated 39k so that the
     # quick profile fits its 3-minute budget; the same budget for every gradient-free learner.
@@ -147,7 +150,7 @@ PROFILES: dict[str, dict[str, object]] = {
         "reproduce.budget_evaluations": 39_000,
         "reproduce.cobyla_budget_evaluations": 39_000,
         "reproduce.de_popsize_per_dim": 8,
-        "reproduce.grape_iters": 500,
+        "reproduce.grape_iters": 1000,
         "reproduce.num_full_rank_seeds": 5,
     },
 }

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from tenfold.core.runs import RunDir
-from tenfold.core.runtime import progress_bar, seed_everything, torch_threads
+from tenfold.core.runtime import progress_bar, seed_everything, select_device, torch_threads
 from tenfold.systems.qae import learning
 from tenfold.systems.qae.bound import compression_bound
 from tenfold.systems.qae.config import GRADIENT_LEARNERS, Config
@@ -127,10 +127,14 @@ def _grape_with_checkpoints(cfg: Config, ens: Ensemble, P: torch.Tensor, system:
 def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """Train one encoder; write config.json, metrics.jsonl, checkpoints and summary.json."""
     t0 = time.perf_counter()
+    device = select_device(cfg.device)  # validates the name; "cuda" without a GPU is an error
+    if device.type != "cpu":
+        # Design choice: qae's 4x4..16x16 complex128 matrices run on the CPU whatever the device.
+        log.warning("qae runs on the CPU (matrices up to 16x16); ignoring device %s", device)
+    ens, P, system = build_problem(cfg)  # input errors surface here, before anything is written
     run = RunDir(run_dir)
     run.write_config(cfg)
     generator = seed_everything(cfg.seed)
-    ens, P, system = build_problem(cfg)
     ckpt = run.load_checkpoint()
     if ckpt is not None and ckpt.get("kind") == "final":  # a finished run: re-derive the summary only
         result = learning.LearnResult(ckpt["learner"], ckpt["params"], float("nan"), ckpt["evaluations"],
@@ -150,6 +154,6 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
     metrics.update({"learner": result.learner, "evaluations": int(result.evaluations[-1]),
                     "learner_wall_time_s": result.wall_time_s, "max_history_minus_bound":
                     float(np.max(result.history) - bound)})
-    run.write_summary(metrics, time.perf_counter() - t0, str(cfg.device))
+    run.write_summary(metrics, time.perf_counter() - t0, "cpu")
     log.info("qae %s: F_enc %.6f, bound %.6f", result.learner, metrics["encoding_fidelity"], metrics["bound"])
     return metrics
