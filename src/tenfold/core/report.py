@@ -73,8 +73,7 @@ def render_markdown(claims: list[Claim], meta: dict[str, Any]) -> str:
     for c in claims:
         cells = [c.system, c.claim, c.metric, c.method, _fmt(c.method_value), c.baseline, _fmt(c.baseline_value),
                  f"`{c.expected}`", f"**{c.verdict}**", ",".join(map(str, c.seeds)), f"{c.wall_time_s:.1f}"]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") if not cell.startswith("`") else cell
-                                         for cell in cells) + " |")
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")  # GitHub tables
     return "\n".join(lines) + "\n"
 
 

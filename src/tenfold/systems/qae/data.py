@@ -262,19 +262,19 @@ def load_states_file(path: str | Path) -> Ensemble:
         with np.load(path, allow_pickle=False) as f:
             fields = {key: f[key] for key in f.files}
     except Exception as err:  # np.load raises several types for non-npz content
-        raise InputError(f"{name}: not a readable .npz file ({type(err).__name__}); expected fields "
+        raise InputError(f"{path}: not a readable .npz file ({type(err).__name__}); expected fields "
                          f"'states' (N, 2^n) [+ 'weights' (N,)] or 'rho' (2^n, 2^n)") from err
     if not isinstance(fields, dict) or ("states" not in fields and "rho" not in fields):
-        raise InputError(f"{name}: neither field 'states' nor field 'rho' present (found {sorted(fields)})")
+        raise InputError(f"{path}: neither field 'states' nor field 'rho' present (found {sorted(fields)})")
     if "states" in fields:
         states = fields["states"]
         if states.ndim != 2:
-            raise InputError(f"{name}: field 'states' must have shape (N, 2^n), one ket per row; "
+            raise InputError(f"{path}: field 'states' must have shape (N, 2^n), one ket per row; "
                              f"got shape {states.shape}")
-        kets, probs = validate_kets(states, fields.get("weights"), source=f"{name}: field 'states'/'weights'")
+        kets, probs = validate_kets(states, fields.get("weights"), source=f"{path}: field 'states'/'weights'")
         n = int(round(math.log2(kets.shape[1])))
         return Ensemble(name, n, ensemble_rho(kets, probs), kets, probs)
-    rho = validate_rho(fields["rho"], source=f"{name}: field 'rho'")
+    rho = validate_rho(fields["rho"], source=f"{path}: field 'rho'")
     return Ensemble(name, int(round(math.log2(rho.shape[0]))), rho)
 
 
