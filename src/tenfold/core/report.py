@@ -83,7 +83,7 @@ h1{font-size:1.5rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid
 table{border-collapse:collapse;width:100%;font-size:.85rem} th,td{border:1px solid #ccc;padding:.3rem .45rem;
 text-align:left;vertical-align:top} th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.holds td.verdict{background:#dff3df;font-weight:600} tr.fails td.verdict{background:#f8d7d7;font-weight:600}
-code{font-size:.8rem} .meta{color:#555} figure{display:inline-block;margin:.5rem;max-width:48%}
+code{font-size:.8rem} .meta{color:#555} figure{display:inline-block;vertical-align:top;margin:.5rem;max-width:48%}
 figure img{max-width:100%;border:1px solid #ddd} figcaption{font-size:.8rem;color:#555}
 """
 
