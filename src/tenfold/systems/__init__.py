@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from tenfold.core.errors import InputError
 from tenfold.core.registry import SystemSpec
-from tenfold.systems import qae
+from tenfold.systems import maskfocal, qae
 
 SYSTEMS: dict[str, SystemSpec] = {
     "qae": qae.SPEC,
+    "maskfocal": maskfocal.SPEC,
 }
 
 

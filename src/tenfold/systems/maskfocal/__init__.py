@@ -1,0 +1,46 @@
+"""maskfocal: Mask Focal Loss: A unifying framework for dense crowd counting with canonical object detection
+networks (Zhong, Wang, Liu, Wu, Deng; arXiv 2212.11542; v1 title "Mask Focal Loss for dense crowd counting with
+canonical object detection networks").
+
+Component -> file map (spec ../shared/specs/maskfocal.md, section 2):
+  gaussian_radius, draw_heatmap, masks, pseudo_boxes, targets ... heatmap.py
+  binary_focal_loss, centernet_focal_loss, MaskFocalLoss ...... loss.py
+  CenterNetLite, FCOSLite (native loss or MFL: loss.cls_loss) . model.py, loss.py (criteria)
+  decoding, counting, MAE/RMSE, AP@0.5, point-F1, buckets ..... evaluate.py
+  SynthCrowd generator, COCO / points readers ................ data.py
+  torchrun / DistributedDataParallel helpers ................. distributed.py
+"""
+
+from tenfold.core.registry import SystemSpec
+from tenfold.systems.maskfocal.config import PROFILES, Config
+
+
+def _train(cfg, run_dir):
+    from tenfold.systems.maskfocal.train import train
+
+    return train(cfg, run_dir)
+
+
+def _evaluate(cfg, run_dir):
+    from tenfold.systems.maskfocal.evaluate import evaluate
+
+    return evaluate(cfg, run_dir)
+
+
+def _reproduce(profile, seed, out_dir):
+    from tenfold.systems.maskfocal.reproduce import reproduce
+
+    return reproduce(profile, seed, out_dir)
+
+
+SPEC = SystemSpec(
+    key="maskfocal",
+    title="Mask Focal Loss: A unifying framework for dense crowd counting with canonical object detection networks",
+    arxiv="2212.11542",
+    config_cls=Config,
+    profiles=PROFILES,
+    train=_train,
+    evaluate=_evaluate,
+    reproduce=_reproduce,
+    reproduce_minutes=10.0,
+)

@@ -1,0 +1,204 @@
+"""Training of `maskfocal` (arXiv 2212.11542): one detector, one classification loss, one run directory.
+
+Paper: Zhong, Wang, Liu, Wu, Deng, "Mask Focal Loss: A unifying framework for dense crowd counting with
+canonical object detection networks", arXiv 2212.11542 (spec ../shared/specs/maskfocal.md, section 3).
+
+Steps:
+ 1. join the torchrun process group if launched by torchrun (gloo on CPU, nccl on CUDA), else one process;
+ 2. data: SynthCrowd generated into <run>/data once (rank 0; the others wait), or the user's files; every split
+    is read back through the same COCO / points reader (data.load_split); targets are built once per image;
+ 3. the detector (CenterNetLite / FCOSLite) and its criterion with `loss.cls_loss` = native | mfl;
+ 4. Adam, cosine decay to 0 per step (spec 3 CPU schedule); global batch `train.batch_size` split over ranks;
+    every `train.checkpoint_every` steps and at each epoch end rank 0 writes an atomic checkpoint; a re-run on
+    the same directory resumes from it (same sample order, so the trajectory is the uninterrupted one);
+ 5. rank 0 evaluates (tau chosen on validation) and writes summary.json; every rank logs its weights' sha256.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tenfold.core.runs import RunDir
+from tenfold.core.runtime import progress_bar, seed_everything
+from tenfold.systems.maskfocal import distributed as D
+from tenfold.systems.maskfocal.config import Config
+from tenfold.systems.maskfocal.data import HeadSet, load_split, prepare_synth
+from tenfold.systems.maskfocal.heatmap import centernet_targets, fcos_targets
+from tenfold.systems.maskfocal.loss import build_cls_loss, centernet_criterion, fcos_criterion
+from tenfold.systems.maskfocal.model import build_model
+
+log = logging.getLogger("tenfold.maskfocal")
+
+
+def data_files(cfg: Config, run_dir: Path, ctx: D.DistContext | None = None) -> dict[str, Path]:
+    """{split: annotation file}; SynthCrowd is generated into <run_dir>/data by rank 0 first."""
+    if cfg.data.source == "files":
+        return {"train": Path(cfg.data.train_file), "val": Path(cfg.data.val_file), "test": Path(cfg.data.test_file)}
+    folder = Path(run_dir) / "data"
+    if ctx is None or ctx.is_main:
+        paths = prepare_synth(cfg.data, cfg.seed, folder)
+    if ctx is not None:
+        D.barrier(ctx)
+        paths = prepare_synth(cfg.data, cfg.seed, folder)  # the manifest matches: only returns the paths
+    kind = "points" if cfg.data.annotation_type == "points" else "boxes"
+    return {s: p[kind] for s, p in paths.items()}
+
+
+def load_data(cfg: Config, run_dir: Path, splits=("train", "val", "test"),
+              ctx: D.DistContext | None = None) -> dict[str, HeadSet]:
+    files = data_files(cfg, run_dir, ctx)
+    root = Path(cfg.data.image_root) if cfg.data.image_root else None
+    return {s: load_split(files[s], root, cfg.data.annotation_type, cfg.data.pseudo_box) for s in splits}
+
+
+def build_targets(cfg: Config, ds: HeadSet) -> list[dict[str, np.ndarray]]:
+    """Targets once per image. # Design choice: only counted (visible) heads are targets; heads below the
+    visibility policy are ignore regions for AP but plain background in training. # Design choice: no data
+    augmentation (the generator supplies fresh scenes); the spec's schedule is locked across losses anyway."""
+    hw = tuple(ds.images.shape[-2:])
+    m = cfg.model
+    if m.detector == "centernet":
+        return [centernet_targets(b, hw, m.output_stride, m.min_overlap, m.min_radius) for b in ds.boxes]
+    return [fcos_targets(b, hw, m.fcos_strides, m.fcos_size_split, m.center_sampling_radius, m.min_overlap,
+                         m.min_radius) for b in ds.boxes]
+
+
+def collate(cfg: Config, targets: list[dict[str, np.ndarray]], idx: list[int], device: torch.device) -> dict:
+    """Stack per-image targets of a batch; CenterNet peaks become an index (K, 3) of (b, y, x)."""
+    dense = [k for k in targets[idx[0]] if k not in ("centers", "size", "offset", "num_heads")]
+    out: dict[str, Any] = {k: torch.from_numpy(np.stack([targets[i][k] for i in idx])).to(device) for k in dense}
+    if cfg.model.detector == "centernet":
+        cen = [targets[i]["centers"] for i in idx]
+        b = np.concatenate([np.full(len(c), j) for j, c in enumerate(cen)]).astype(np.int64)
+        c = np.concatenate(cen).reshape(-1, 2)
+        out["index"] = torch.from_numpy(np.stack([b, c[:, 1], c[:, 0]], 1)).to(device)  # (K, 3) (b, y, x)
+        for k in ("size", "offset"):
+            out[k] = torch.from_numpy(np.concatenate([targets[i][k] for i in idx]).reshape(-1, 2)).to(device)
+        out["num_heads"] = float(len(b))
+    else:
+        out["num_pos"] = float(out["labels"].sum())
+        out["num_heads"] = float(sum(targets[i]["num_heads"] for i in idx))
+    return out
+
+
+def loss_terms(cfg: Config, model: torch.nn.Module, images: torch.Tensor, tgt: dict, mfl) -> dict[str, torch.Tensor]:
+    from tenfold.systems.maskfocal.evaluate import normalise
+
+    out = model(normalise(images))
+    crit = centernet_criterion if cfg.model.detector == "centernet" else fcos_criterion
+    return crit(out, tgt, cfg.loss, mfl)
+
+
+def total_loss(cfg: Config, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """sum_term weight_<term> * loss_<term>."""
+    return sum(getattr(cfg.loss, "weight_" + k.removeprefix("loss_")) * v for k, v in terms.items())
+
+
+def epoch_batches(cfg: Config, n: int, epoch: int, ctx: D.DistContext) -> list[list[int]]:
+    """This rank's share of every global batch of `epoch`; the order depends only on (seed, epoch)."""
+    g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    return D.shard_indices(torch.randperm(n, generator=g).tolist(), cfg.train.batch_size, ctx)
+
+
+def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """Train one detector; write config.json, metrics.jsonl, checkpoints, summary.json (rank 0 only)."""
+    t0 = time.perf_counter()
+    ctx = D.setup(cfg.device)
+    try:
+        return _train(cfg, Path(run_dir), ctx, t0)
+    finally:
+        D.teardown(ctx)
+
+
+def _train(cfg: Config, run_dir: Path, ctx: D.DistContext, t0: float) -> dict[str, Any]:
+    run = RunDir(run_dir)
+    if ctx.is_main:
+        run.write_config(cfg)
+    seed_everything(cfg.seed)
+    data = load_data(cfg, run_dir, ("train",), ctx)
+    train_set = data["train"]
+    targets = build_targets(cfg, train_set)
+    model = build_model(cfg.model).to(ctx.device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    steps_per_epoch = len(train_set.images) // cfg.train.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(train_set.images)} training images")
+    total = steps_per_epoch * cfg.train.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    ckpt = run.load_checkpoint()
+    step = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        step = int(ckpt["step"])
+        if ctx.is_main:
+            run.truncate_metrics(step)
+        log.info("resuming maskfocal from step %d / %d", step, total)
+    ddp = D.wrap(model, ctx)
+    mfl = build_cls_loss(cfg.loss)
+    bar = progress_bar(total, f"maskfocal {cfg.model.detector}+{cfg.loss.cls_loss}") if ctx.is_main else None
+    if bar is not None:
+        bar.update(step)
+    while step < total:
+        epoch, i = divmod(step, steps_per_epoch)
+        idx = epoch_batches(cfg, len(train_set.images), epoch, ctx)[i]
+        tgt = collate(cfg, targets, idx, ctx.device)
+        terms = loss_terms(cfg, ddp, train_set.images[idx].to(ctx.device), tgt, mfl)
+        loss = total_loss(cfg, terms)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {step}: {({k: float(v) for k, v in terms.items()})}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        _log_step(cfg, run, ctx, bar, step, loss, terms, sched)
+        if ctx.is_main and (step % cfg.train.checkpoint_every == 0 or step % steps_per_epoch == 0):
+            run.save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                 "scheduler": sched.state_dict(), "step": step, "finished": step == total})
+    if bar is not None:
+        bar.close()
+    digest = D.state_hash(model)
+    log.info("rank %d/%d final weights sha256 %s", ctx.rank, ctx.world_size, digest)
+    D.barrier(ctx)
+    if not ctx.is_main:
+        return {"weights_sha256": digest, "rank": ctx.rank}
+    return _finish(cfg, run, model, digest, step, run_dir, t0, ctx)
+
+
+def _log_step(cfg, run, ctx, bar, step, loss, terms, sched) -> None:
+    if step % cfg.train.log_every and step != 1:
+        return
+    record = {"step": step, "loss": float(D.all_reduce_mean(loss.detach(), ctx)), "lr": sched.get_last_lr()[0]}
+    record.update({k: float(D.all_reduce_mean(v.detach(), ctx)) for k, v in terms.items()})
+    if ctx.is_main:
+        run.log_metrics(record)
+        if bar is not None:
+            bar.set_postfix(loss=f"{record['loss']:.4f}")
+    if bar is not None:
+        bar.update(step - bar.n)
+
+
+def _finish(cfg, run, model, digest, step, run_dir, t0, ctx) -> dict[str, Any]:
+    from tenfold.systems.maskfocal.evaluate import evaluate_model, finite
+
+    data = load_data(cfg, run_dir, ("val", "test"))
+    model.eval()
+    metrics = evaluate_model(model, cfg, data["val"], data["test"])
+    logged = run.read_metrics()
+    metrics.update({"weights_sha256": digest, "world_size": ctx.world_size, "steps": step,
+                    "first_loss": logged[0]["loss"] if logged else None,
+                    "final_loss": logged[-1]["loss"] if logged else None})
+    metrics = finite(metrics)
+    run.write_summary(metrics, time.perf_counter() - t0, str(ctx.device))
+    log.info("maskfocal %s+%s: test MAE %.2f RMSE %.2f AP50 %s (tau %.2f)", cfg.model.detector, cfg.loss.cls_loss,
+             metrics["mae"], metrics["rmse"], metrics["ap50"], metrics["tau"])
+    return metrics

@@ -1,0 +1,134 @@
+"""Training of maskfocal (arXiv 2212.11542): run directory, resume after a kill, loss drops, DDP with 2 ranks,
+and the quick-profile reproduction (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tenfold.core.config import make_config
+from tenfold.core.runs import RunDir
+from tenfold.systems.maskfocal.config import PROFILES, Config
+from tenfold.systems.maskfocal.evaluate import evaluate
+from tenfold.systems.maskfocal.loss import build_cls_loss
+from tenfold.systems.maskfocal.model import build_model
+from tenfold.systems.maskfocal.train import build_targets, collate, load_data, loss_terms, total_loss, train
+
+
+def _cfg(**overrides) -> Config:
+    return make_config(Config, PROFILES, "smoke", overrides)
+
+
+@pytest.mark.parametrize("detector", ["centernet", "fcos"])
+def test_smoke_run_directory_and_evaluate(tmp_path, detector):
+    metrics = train(_cfg(**{"model.detector": detector}), tmp_path)
+    for name in ("config.json", "metrics.jsonl", "summary.json", "checkpoints/last.pt", "data/train.json",
+                 "data/train_points.csv"):
+        assert (tmp_path / name).exists(), name
+    assert metrics["steps"] == 8 and metrics["final_loss"] < metrics["first_loss"]
+    again = evaluate(_cfg(**{"model.detector": detector}), tmp_path)
+    assert again["mae"] == metrics["mae"] and again["tau"] == metrics["tau"]
+
+
+def test_resume_after_kill_continues_the_same_trajectory(tmp_path, monkeypatch):
+    straight = train(_cfg(), tmp_path / "straight")
+    real_log = RunDir.log_metrics
+
+    def killed_at_step_5(self, record):
+        if record.get("step") == 5:
+            raise KeyboardInterrupt  # a kill between the checkpoint at step 4 and the next one at step 6
+        real_log(self, record)
+
+    monkeypatch.setattr(RunDir, "log_metrics", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(), tmp_path / "killed")
+    monkeypatch.setattr(RunDir, "log_metrics", real_log)
+    run = RunDir(tmp_path / "killed")
+    assert run.load_checkpoint()["step"] == 4
+    assert not run.summary_path.exists()  # nothing half-written
+    resumed = train(_cfg(), tmp_path / "killed")
+    assert [r["step"] for r in run.read_metrics()] == list(range(1, 9))
+    # model, Adam and scheduler state restored and the same sample order: bitwise the uninterrupted run
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    assert resumed["mae"] == straight["mae"]
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    return load_data(_cfg(), tmp_path_factory.mktemp("smoke-data"), ("train",))["train"]
+
+
+@pytest.mark.parametrize("detector,loss", [("centernet", "native"), ("centernet", "mfl"), ("fcos", "native"),
+                                           ("fcos", "mfl")])
+def test_loss_drops_on_one_fixed_batch(smoke_data, detector, loss):
+    cfg = _cfg(**{"model.detector": detector, "loss.cls_loss": loss})
+    torch.manual_seed(0)
+    targets = build_targets(cfg, smoke_data)
+    model = build_model(cfg.model)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    idx = [0, 1]
+    tgt = collate(cfg, targets, idx, torch.device("cpu"))
+    mfl = build_cls_loss(cfg.loss)
+    losses = []
+    for _ in range(12):
+        terms = loss_terms(cfg, model, smoke_data.images[idx], tgt, mfl)
+        assert set(terms) == ({"loss_cls", "loss_size", "loss_offset"} if detector == "centernet"
+                              else {"loss_cls", "loss_centerness", "loss_box"})
+        loss_v = total_loss(cfg, terms)
+        opt.zero_grad()
+        loss_v.backward()
+        opt.step()
+        losses.append(float(loss_v.detach()))
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_cpu_ranks_finish_with_identical_weights(tmp_path):
+    """torchrun --nproc_per_node 2 (gloo, loopback only) on the smoke profile: both ranks log the sha256 of their
+    final weights; they must be equal, and only rank 0 writes the run directory."""
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+           "-m", "tenfold", "train", "maskfocal", "--profile", "smoke", "--out", str(out),
+           "--set", "model.detector=fcos"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    hashes = dict(re.findall(r"rank (\d)/2 final weights sha256 ([0-9a-f]{64})", log))
+    assert set(hashes) == {"0", "1"}, log[-4000:]
+    assert hashes["0"] == hashes["1"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["weights_sha256"] == hashes["0"]
+    steps = [r["step"] for r in RunDir(out).read_metrics()]
+    assert steps == list(range(1, 9))  # one writer: every step logged once
+    assert not list(tmp_path.glob("**/rank*"))
+
+
+@pytest.mark.slow
+def test_quick_reproduction_rows(tmp_path):
+    """The quick profile (<= 10 min on 2 cores): every claim row has finite numbers and the runs land in the
+    README's bands."""
+    from tenfold.systems.maskfocal.reproduce import reproduce
+
+    rows = reproduce("quick", 0, tmp_path)
+    assert len(rows) == 16
+    assert all(np.isfinite(r.method_value) and np.isfinite(r.baseline_value) for r in rows)
+    assert (tmp_path / "count_scatter.png").exists() and (tmp_path / "detections_dense.png").exists()
+    mae = {r.method: r.method_value for r in rows if r.metric == "MAE (test)"}
+    mae.update({r.baseline: r.baseline_value for r in rows if r.metric == "MAE (test)"})
+    for name, value in mae.items():
+        assert value < 60, (name, value)  # README band: every quick run's test MAE is below 60
