@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from tenfold.core.errors import InputError
 from tenfold.core.registry import SystemSpec
-from tenfold.systems import maskfocal, qae
+from tenfold.systems import harmonize, qae
+from tenfold.systems import maskfocal
 
 SYSTEMS: dict[str, SystemSpec] = {
     "qae": qae.SPEC,
+    "harmonize": harmonize.SPEC,
     "maskfocal": maskfocal.SPEC,
 }
 

@@ -1,0 +1,255 @@
+"""Data of `harmonize` (Harmonizing output imbalance ..., arXiv 2211.05295), spec section 4.
+
+  4.1  `make_el_cells`      synthetic electroluminescence (EL) cells with tiny hidden cracks (1 px wide, L px long)
+                            and false-positive distractors, at three input-imbalance scales (`SCALES`)
+  4.2  `load_pairs_folder`  real data: `images/*.png|jpg|tif` + `masks/*.png` pairs read with Pillow, with clear
+                            errors for unreadable files, size mismatches and non-binary masks
+       `augment`            flips and 90-degree rotations (no resizing: pitfall 6)
+       `random_crops`       uniformly placed training crops (never crack-centred: pitfall 7)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from tenfold.core.errors import InputError
+
+# Spec 4.1 item 8: scale -> (canvas side, crack length range in px).
+SCALES: dict[str, tuple[int, tuple[int, int]]] = {"S1": (96, (6, 9)), "S2": (128, (8, 16)), "S3": (192, (8, 16))}
+# Spec 4.1 item 9: disjoint seed ranges per split (seed offsets; a run's seed shifts all three).
+SPLIT_SEED_OFFSETS = {"train": 0, "val": 1_000_000, "test": 2_000_000}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class SegmentationSet:
+    """Images (N, 1, H, W) float32 in [0, 1] and binary masks (N, 1, H, W) float32; `names` for files."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    names: tuple[str, ...] = ()
+    split: str = ""  # "train" | "val" | "test" | "" (unknown); the selector refuses "test" (pitfall 3)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def foreground_ratio(self) -> float:
+        """Dataset-level fg:bg pixel ratio IR = sum g / sum (1 - g) (spec 2, notation)."""
+        fg = float(self.masks.sum())
+        return fg / max(float(self.masks.numel()) - fg, 1.0)
+
+
+def _crack_pixels(rng: np.random.Generator, size: int, length: int, turn_std: float) -> list[tuple[int, int]]:
+    """A 1-px wide, 8-connected random walk of exactly `length` distinct pixels (spec 4.1 item 6)."""
+    margin = 8
+    while True:
+        y, x = rng.uniform(margin, size - margin, size=2)
+        heading = rng.uniform(0, 2 * math.pi)
+        pixels = [(int(round(y)), int(round(x)))]
+        for _ in range(20 * length):
+            if len(pixels) == length:
+                return pixels
+            heading += rng.normal(0.0, turn_std)  # heading turning noise per 1-px step
+            y, x = y + math.sin(heading), x + math.cos(heading)
+            p = (int(round(y)), int(round(x)))
+            if not (0 <= p[0] < size and 0 <= p[1] < size):
+                break
+            if p == pixels[-1]:
+                continue
+            if p in pixels:  # the walk turned back on itself: resample (keeps the crack a simple 1-px line)
+                break
+            last = pixels[-1]
+            if max(abs(p[0] - last[0]), abs(p[1] - last[1])) > 1:  # rounding skipped a pixel: bridge it
+                mid = (last[0] + int(np.sign(p[0] - last[0])), last[1] + int(np.sign(p[1] - last[1])))
+                if mid in pixels:
+                    break
+                pixels.append(mid)
+                if len(pixels) == length:
+                    return pixels
+            pixels.append(p)
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Cell background: level, illumination gradient, busbars, fingers, pseudo-square corners (items 1-4)."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) / size
+    img = 0.55 + rng.uniform(-0.08, 0.08) * (xx - 0.5) * 2 + rng.uniform(-0.08, 0.08) * (yy - 0.5) * 2
+    img[::6, :] -= 0.03  # fingers: horizontal lines every 6 px
+    for frac in (0.25, 0.5, 0.75):  # busbars: 3 px wide at W/4, W/2, 3W/4, jittered +-3 px
+        c = int(frac * size) + int(rng.integers(-3, 4))
+        img[:, max(c - 1, 0):c + 2] -= 0.25
+    leg = int(round(0.12 * size))  # pseudo-square corners cut at 12 % of the side
+    iy, ix = np.mgrid[0:size, 0:size]
+    for cy, cx in ((0, 0), (0, size - 1), (size - 1, 0), (size - 1, size - 1)):
+        img[(np.abs(iy - cy) + np.abs(ix - cx)) < leg] = 0.1
+    return img
+
+
+def _distractors(rng: np.random.Generator, img: np.ndarray) -> None:
+    """False-positive bait (item 5): finger interruptions and dark Gaussian spots, in place."""
+    size = img.shape[0]
+    for _ in range(int(rng.integers(0, 4))):  # 0-3 dark dashes of 3-6 px along a finger line, -0.08
+        row = 6 * int(rng.integers(1, size // 6))
+        start = int(rng.integers(0, size - 6))
+        img[row, start:start + int(rng.integers(3, 7))] -= 0.08
+    iy, ix = np.mgrid[0:size, 0:size]
+    for _ in range(int(rng.integers(0, 3))):  # 0-2 dark Gaussian blobs, sigma 1.5-3 px, peak -0.08
+        cy, cx = rng.uniform(0, size, size=2)
+        s = rng.uniform(1.5, 3.0)
+        img -= 0.08 * np.exp(-((iy - cy) ** 2 + (ix - cx) ** 2) / (2 * s * s))
+
+
+def make_el_cell(rng: np.random.Generator, size: int, crack_len: tuple[int, int], p_defect: float,
+                 contrast: tuple[float, float] = (0.04, 0.12), noise_std: float = 0.03, blur_sigma: float = 0.6,
+                 turn_std: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """One (image (H, W) float32 in [0, 1], mask (H, W) uint8) pair, spec 4.1 items 1-7."""
+    img = _background(rng, size)
+    _distractors(rng, img)
+    mask = np.zeros((size, size), dtype=np.uint8)
+    if rng.random() < p_defect:
+        length = int(rng.integers(crack_len[0], crack_len[1] + 1))
+        pix = np.array(_crack_pixels(rng, size, length, turn_std))  # (L, 2) rows, cols
+        mask[pix[:, 0], pix[:, 1]] = 1
+        img[pix[:, 0], pix[:, 1]] -= rng.uniform(*contrast)  # barely visible against the noise
+    img += rng.normal(0.0, noise_std, size=img.shape)  # texture noise
+    img = ndimage.gaussian_filter(img, blur_sigma)  # item 7: blur the image only; the mask stays 1 px
+    return np.clip(img, 0.0, 1.0).astype(np.float32), mask
+
+
+def make_el_cells(n: int, size: int, crack_len: tuple[int, int], p_defect: float = 0.6, seed: int = 0,
+                  contrast: tuple[float, float] = (0.04, 0.12), noise_std: float = 0.03) -> SegmentationSet:
+    """`n` synthetic EL cells of `size` x `size` (spec 4.1); deterministic in `seed`."""
+    if size < 24 or crack_len[0] < 1 or crack_len[1] < crack_len[0]:
+        raise InputError(f"make_el_cells: need size >= 24 and 1 <= crack_len[0] <= crack_len[1], "
+                         f"got size={size}, crack_len={crack_len}")
+    rng = np.random.default_rng(seed)
+    pairs = [make_el_cell(rng, size, crack_len, p_defect, contrast, noise_std) for _ in range(n)]
+    images = torch.from_numpy(np.stack([p[0] for p in pairs]))[:, None]  # (N, 1, H, W)
+    masks = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.float32))[:, None]  # (N, 1, H, W)
+    return SegmentationSet(images, masks)
+
+
+def make_split(split: str, num: int, size: int, crack_len: tuple[int, int], p_defect: float, seed: int,
+               contrast: tuple[float, float] = (0.04, 0.12), noise_std: float = 0.03) -> SegmentationSet:
+    """One split generated from its own disjoint seed range (spec 4.1 item 9)."""
+    if split not in SPLIT_SEED_OFFSETS:
+        raise InputError(f"split must be one of {sorted(SPLIT_SEED_OFFSETS)}, got {split!r}")
+    data = make_el_cells(num, size, crack_len, p_defect, SPLIT_SEED_OFFSETS[split] + seed * 7919, contrast,
+                         noise_std)
+    return dataclasses.replace(data, split=split)
+
+
+# --------------------------------------------------------------------------------------------- real data (4.2)
+
+def _read_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(f"{path}: unreadable image ({err}); expected a PNG, JPEG or TIFF file") from None
+    if arr.ndim == 3:  # RGB(A) -> luminance; EL images are grayscale
+        arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    return arr
+
+
+def _normalise(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Per-image [0, 1] scaling by the dtype's range (8- or 16-bit EL images) or by the max for floats."""
+    if np.issubdtype(arr.dtype, np.integer):
+        return (arr / float(np.iinfo(arr.dtype).max)).astype(np.float32)
+    top = float(np.max(arr)) if arr.size else 0.0
+    if not np.isfinite(top):
+        raise InputError(f"{path}: image has non-finite pixel values")
+    return (arr / top if top > 1.0 else arr).astype(np.float32)
+
+
+def _binary_mask(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.ndim != 2:
+        raise InputError(f"{path}: mask must be single-channel, got shape {arr.shape}")
+    values = np.unique(arr)
+    if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+        raise InputError(f"{path}: mask is not binary: values {values[:6].tolist()}...; expected 0/1 or 0/255")
+    return (arr > 0).astype(np.float32)
+
+
+def load_pairs_folder(root: Path) -> SegmentationSet:
+    """Read `root/images/<name>.<png|jpg|tif>` with `root/masks/<name>.png` (spec 4.2).
+
+    Errors (InputError) name the file and what was expected: a missing folder or mask, an unreadable file,
+    image/mask size mismatch, a non-binary or multi-channel mask, different image sizes within the folder.
+    """
+    root = Path(root)
+    img_dir, mask_dir = root / "images", root / "masks"
+    for d in (img_dir, mask_dir):
+        if not d.is_dir():
+            raise InputError(f"{d}: folder not found; expected {root}/images/*.png|jpg|tif and {root}/masks/*.png")
+    files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{img_dir}: no images (*.png, *.jpg, *.tif)")
+    images, masks, names = [], [], []
+    for f in files:
+        mpath = mask_dir / (f.stem + ".png")
+        if not mpath.exists():
+            raise InputError(f"{mpath}: mask missing for image {f.name}; expected masks/<image stem>.png")
+        img = _normalise(_read_image(f), f)
+        mask = _binary_mask(_read_image(mpath), mpath)
+        if img.shape != mask.shape:
+            raise InputError(f"{mpath}: mask size {mask.shape[::-1]} differs from image {f.name} size "
+                             f"{img.shape[::-1]} (W x H); masks must match their images pixel for pixel")
+        if images and img.shape != images[0].shape:
+            raise InputError(f"{f}: size {img.shape[::-1]} differs from {files[0].name} {images[0].shape[::-1]}; "
+                             "crop the data set to one size (no resizing: 1-px targets)")
+        images.append(img)
+        masks.append(mask)
+        names.append(f.stem)
+    return SegmentationSet(torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(masks))[:, None],
+                           tuple(names))
+
+
+def save_pairs_folder(data: SegmentationSet, root: Path) -> None:
+    """Export PNG image/mask pairs (8-bit image, 0/255 mask) so generated data serves the real-data path."""
+    from PIL import Image
+
+    (Path(root) / "images").mkdir(parents=True, exist_ok=True)
+    (Path(root) / "masks").mkdir(parents=True, exist_ok=True)
+    for i in range(len(data)):
+        name = data.names[i] if data.names else f"cell_{i:05d}"
+        img = np.round(data.images[i, 0].numpy() * 255).astype(np.uint8)
+        mask = (data.masks[i, 0].numpy() > 0).astype(np.uint8) * 255
+        Image.fromarray(img).save(Path(root) / "images" / f"{name}.png")
+        Image.fromarray(mask).save(Path(root) / "masks" / f"{name}.png")
+
+
+# ------------------------------------------------------------------------------------------- augmentation
+
+def augment(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random flips and 90-degree rotations, the same for image and mask (spec 3); no resizing."""
+    k = int(torch.randint(0, 4, (1,), generator=generator))
+    flip = bool(torch.randint(0, 2, (1,), generator=generator))
+    images, masks = torch.rot90(images, k, (-2, -1)), torch.rot90(masks, k, (-2, -1))
+    if flip:
+        images, masks = images.flip(-1), masks.flip(-1)
+    return images, masks
+
+
+def random_crops(images: torch.Tensor, masks: torch.Tensor, crop: int,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One uniformly placed `crop` x `crop` window per image: (B, 1, H, W) -> (B, 1, crop, crop).
+
+    Uniform placement keeps the expected fg:bg ratio of the canvas (pitfall 7 forbids crack-centred crops).
+    """
+    b, _, h, w = images.shape
+    if crop <= 0 or (crop >= h and crop >= w):
+        return images, masks
+    ys = torch.randint(0, h - crop + 1, (b,), generator=generator)
+    xs = torch.randint(0, w - crop + 1, (b,), generator=generator)
+    img = torch.stack([images[i, :, y:y + crop, x:x + crop] for i, (y, x) in enumerate(zip(ys.tolist(), xs.tolist()))])
+    msk = torch.stack([masks[i, :, y:y + crop, x:x + crop] for i, (y, x) in enumerate(zip(ys.tolist(), xs.tolist()))])
+    return img, msk
