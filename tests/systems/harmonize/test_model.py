@@ -19,7 +19,7 @@ def test_tiny_unet_shape_params_and_gradients():
     out.mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     # prior-probability bias: p = 0.01 at the output before training
-    assert float(torch.sigmoid(model.head.bias)) == pytest.approx(0.01, rel=1e-4)
+    assert float(torch.sigmoid(model.head.bias.detach())) == pytest.approx(0.01, rel=1e-4)
     with pytest.raises(InputError, match="divisible by 8"):
         model(torch.rand(1, 1, 30, 30))
 
