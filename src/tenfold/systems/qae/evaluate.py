@@ -37,7 +37,7 @@ def encoder_unitary(cfg: Config, system: ControlSystem, num_qubits: int, params:
     return system.propagator(p.to(torch.float64)).detach()
 
 
-def reconstruction(U: torch.Tensor, rho: torch.Tensor, n: int, k: int, P: torch.Tensor) -> torch.Tensor:
+def reconstruction(U: torch.Tensor, rho: torch.Tensor, n: int, k: int) -> torch.Tensor:
     """Decoder output U^dagger (omega ⊗ |ref><ref|) U with omega = Tr_B[U rho U^dagger] (spec 3, "Inference").
 
     Default wire order only (trash = the last n - k qubits, reference |0...0>). The decoder is
@@ -50,22 +50,32 @@ def reconstruction(U: torch.Tensor, rho: torch.Tensor, n: int, k: int, P: torch.
     return U.conj().T @ torch.kron(omega, ref) @ U
 
 
-def encoder_metrics(cfg: Config, ens: Ensemble, P: torch.Tensor, system: ControlSystem, params: Any) -> dict:
+def per_state_fidelities(U: torch.Tensor, ens: Ensemble, k: int,
+                         P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """F_enc (N,) and F_dec (N,) of every pure input state, and the ensemble's average F_dec.
+
+    Default wire order only (spec 2, components 3-4).
+    """
+    projectors = ens.kets[:, :, None] * ens.kets.conj()[:, None, :]  # (N, d, d): |psi_i><psi_i|
+    f_dec, f_dec_avg = decoding_fidelity(U, ens.kets, ens.probs, ens.num_qubits, k)
+    return encoding_fidelity(U, projectors, P), f_dec, f_dec_avg
+
+
+def encoder_metrics(cfg: Config, ens: Ensemble, P: torch.Tensor, U: torch.Tensor) -> dict:
+    """The inference report of the encoder U (d, d) on the ensemble."""
     n, k = ens.num_qubits, cfg.model.num_latent_qubits
-    U = encoder_unitary(cfg, system, n, params)
     f_enc = float(encoding_fidelity(U, ens.rho, P))
     bound = float(compression_bound(ens.rho, k))
     out: dict[str, Any] = {"encoding_fidelity": f_enc, "bound": bound, "gap": bound - f_enc,
                            "num_qubits": n, "num_latent_qubits": k,
                            "lossless_possible": bool(is_lossless(ens.rho, k))}
     if ens.kets is not None and not cfg.data.trash_wires:
-        per_state, avg = decoding_fidelity(U, ens.kets, ens.probs, n, k)
-        per_enc = encoding_fidelity(U, ens.kets[:, :, None] * ens.kets.conj()[:, None, :], P)  # (N,)
-        out["decoding_fidelity"] = float(avg)
+        per_enc, per_dec, avg_dec = per_state_fidelities(U, ens, k, P)
+        out["decoding_fidelity"] = float(avg_dec)
         out["encoding_fidelity_per_state"] = [float(x) for x in per_enc]
-        out["decoding_fidelity_per_state"] = [float(x) for x in per_state]
+        out["decoding_fidelity_per_state"] = [float(x) for x in per_dec]
     if not cfg.data.trash_wires:
-        out["uhlmann_fidelity"] = float(uhlmann_fidelity(ens.rho, reconstruction(U, ens.rho, n, k, P)))
+        out["uhlmann_fidelity"] = float(uhlmann_fidelity(ens.rho, reconstruction(U, ens.rho, n, k)))
     return out
 
 
@@ -78,8 +88,8 @@ def evaluate(cfg: Config, run_dir: Path) -> dict[str, Any]:
     if ckpt is None or ckpt.get("kind") != "final":
         raise FileNotFoundError(f"{run.checkpoint_path}: no final checkpoint; run `tenfold train` to the end first")
     ens, P, system = build_problem(cfg)
-    metrics = encoder_metrics(cfg, ens, P, system, ckpt["params"])
     U = encoder_unitary(cfg, system, ens.num_qubits, ckpt["params"])
+    metrics = encoder_metrics(cfg, ens, P, U)
     np.save(Path(run_dir) / "unitary.npy", U.numpy())
     atomic_write_text(Path(run_dir) / "eval.json", json.dumps(metrics, indent=2) + "\n")
     return metrics

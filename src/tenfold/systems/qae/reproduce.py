@@ -32,7 +32,8 @@ from tenfold.systems.qae.bound import compression_bound, is_lossless
 from tenfold.systems.qae.config import PROFILES, Config
 from tenfold.systems.qae.control import default_control_system
 from tenfold.systems.qae.data import Ensemble, build_ensemble
-from tenfold.systems.qae.loss import decoding_fidelity, encoding_fidelity, trash_projector
+from tenfold.systems.qae.evaluate import per_state_fidelities
+from tenfold.systems.qae.loss import trash_projector
 
 log = logging.getLogger("tenfold.qae")
 SYSTEM = "qae"
@@ -233,9 +234,7 @@ def _structure_rows(runs, wall, seeds) -> list[Claim]:
         n = case.ensemble.num_qubits
         system = system_cache.setdefault(n, default_control_system(n))
         U = system.propagator(torch.as_tensor(res.params, dtype=torch.float64))
-        kets = case.ensemble.kets
-        f_dec, _ = decoding_fidelity(U, kets, case.ensemble.probs, n, case.k)
-        f_enc = encoding_fidelity(U, kets[:, :, None] * kets.conj()[:, None, :], case.P)  # (N,)
+        f_enc, f_dec, _ = per_state_fidelities(U, case.ensemble, case.k, case.P)
         slack = min(slack, float(torch.min(torch.minimum(f_dec - f_enc**2, f_enc - f_dec))))
     rows.append(_row("Decoding fidelity is a different number: F_enc^2 <= F_dec <= F_enc per state",
                      "min over states of min(F_dec - F_enc^2, F_enc - F_dec)", "grape_adam encoders", slack,

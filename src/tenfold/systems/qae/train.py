@@ -22,10 +22,10 @@ import torch
 from tenfold.core.runs import RunDir
 from tenfold.core.runtime import progress_bar, seed_everything, select_device, torch_threads
 from tenfold.systems.qae import learning
-from tenfold.systems.qae.bound import compression_bound
 from tenfold.systems.qae.config import GRADIENT_LEARNERS, Config
 from tenfold.systems.qae.control import ControlSystem, default_control_system
 from tenfold.systems.qae.data import Ensemble, build_ensemble, check_latent, load_states_file
+from tenfold.systems.qae.evaluate import encoder_metrics, encoder_unitary
 from tenfold.systems.qae.loss import trash_projector
 
 log = logging.getLogger("tenfold.qae")
@@ -38,13 +38,6 @@ def load_ensemble(cfg: Config) -> Ensemble:
     else:
         ens = build_ensemble(cfg.data.ensemble, cfg.seed)
     check_latent(ens.num_qubits, cfg.model.num_latent_qubits)
-    if cfg.data.trash_wires:
-        n, k = ens.num_qubits, cfg.model.num_latent_qubits
-        if len(cfg.data.trash_wires) != n - k or max(cfg.data.trash_wires) >= n:
-            from tenfold.core.errors import InputError
-
-            raise InputError(f"data.trash_wires must list {n - k} distinct qubits in [0, {n}), "
-                             f"got {cfg.data.trash_wires}")
     return ens
 
 
@@ -53,7 +46,7 @@ def build_problem(cfg: Config) -> tuple[Ensemble, torch.Tensor, ControlSystem]:
     ens = load_ensemble(cfg)
     n, k = ens.num_qubits, cfg.model.num_latent_qubits
     wires = list(cfg.data.trash_wires) or None
-    P = trash_projector(n, k, trash_wires=wires)
+    P = trash_projector(n, k, trash_wires=wires)  # validates the wires (count, range, distinct)
     system = default_control_system(n, num_slices=cfg.model.num_slices or None, T=cfg.model.evolution_time)
     return ens, P, system
 
@@ -147,13 +140,10 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
     if cfg.train.learner not in GRADIENT_LEARNERS or cfg.model.encoder != "control":
         for ev, f in zip(result.evaluations, result.history):
             run.log_metrics({"evaluations": int(ev), "encoding_fidelity": float(f)})
-    from tenfold.systems.qae.evaluate import encoder_metrics
-
-    metrics = encoder_metrics(cfg, ens, P, system, result.params)
-    bound = float(compression_bound(ens.rho, cfg.model.num_latent_qubits))
+    metrics = encoder_metrics(cfg, ens, P, encoder_unitary(cfg, system, ens.num_qubits, result.params))
     metrics.update({"learner": result.learner, "evaluations": int(result.evaluations[-1]),
                     "learner_wall_time_s": result.wall_time_s, "max_history_minus_bound":
-                    float(np.max(result.history) - bound)})
+                    float(np.max(result.history) - metrics["bound"])})
     run.write_summary(metrics, time.perf_counter() - t0, "cpu")
     log.info("qae %s: F_enc %.6f, bound %.6f", result.learner, metrics["encoding_fidelity"], metrics["bound"])
     return metrics
