@@ -214,8 +214,13 @@ PROFILES: dict[str, dict[str, object]] = {
     # batches foreground-free (computed: 0.8^8); on those the batch-pooled region losses (FP term kept, pitfall 1)
     # drive every logit to about -12, the sigmoid saturates and nothing learns (measured: Dice F1 0.00 with
     # crops, 0.94 on whole canvases at 1.6x the pixel compute, seed 0, S2).
+    # Deviation: the compound loss's CE term is focal-modulated (gamma 2, the spec's `use_focal_ce` ablation).
+    # With the plain pixel-averaged wCE term the compound loss predicted nothing within 10 epochs even at a
+    # fixed b = 0.5 (validation IoU 0.000, seed 1), while the focal-modulated term reached validation IoU
+    # 0.852, OI -0.12 (Dice: 0.858, OI -0.51). Measured on the validation split of development seed 1.
     "quick": {
         "device": "cpu",
+        "loss.use_focal_ce": True,
         "data.num_train": 96, "data.num_val": 64, "data.num_test": 100, "data.train_crop": 0,
         "data.contrast_max": 0.4, "data.contrast_min": 0.2,
         "model.widths": (8, 16, 32),
