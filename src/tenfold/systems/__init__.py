@@ -10,11 +10,13 @@ from tenfold.core.errors import InputError
 from tenfold.core.registry import SystemSpec
 from tenfold.systems import harmonize, qae
 from tenfold.systems import maskfocal
+from tenfold.systems import fctl
 
 SYSTEMS: dict[str, SystemSpec] = {
     "qae": qae.SPEC,
     "harmonize": harmonize.SPEC,
     "maskfocal": maskfocal.SPEC,
+    "fctl": fctl.SPEC,
 }
 
 

@@ -1,0 +1,48 @@
+"""fctl: Ultra-high Resolution Image Segmentation via Locality-aware Context Fusion and Alternating Local
+Enhancement (Liu, Li, Lin, Yang, He, Yu; IJCV 2024; arXiv 2109.02580); ICCV 2021 predecessor "From Contexts to
+Locality" (official code github.com/liqiokkk/FCtL).
+
+Component -> file map (spec ../shared/specs/fctl.md, section 2):
+  patch grid, context crops, logit-sum merge, TTA, segment_large_image .. patching.py
+  LocalityAwareContextAttention, MultiContextFusion, LCF stage modes ...... lcf.py
+  AlternatingLocalEnhancement (reconstruction) ........................... ale.py
+  TinyFCN, FCN8s (VGG-16), FCtLNet, GlobalOnly baseline .................. model.py
+  softmax focal loss ..................................................... loss.py
+  SynthLandcover, DeepGlobe / Inria readers, mask writer ................. data.py
+  mIoU (class 0 dropped), peak memory .................................... evaluate.py
+"""
+
+from tenfold.core.registry import SystemSpec
+from tenfold.systems.fctl.config import PROFILES, Config
+
+
+def _train(cfg, run_dir):
+    from tenfold.systems.fctl.train import train
+
+    return train(cfg, run_dir)
+
+
+def _evaluate(cfg, run_dir):
+    from tenfold.systems.fctl.evaluate import evaluate
+
+    return evaluate(cfg, run_dir)
+
+
+def _reproduce(profile, seed, out_dir):
+    from tenfold.systems.fctl.reproduce import reproduce
+
+    return reproduce(profile, seed, out_dir)
+
+
+SPEC = SystemSpec(
+    key="fctl",
+    title="Ultra-high Resolution Image Segmentation via Locality-aware Context Fusion and Alternating Local "
+          "Enhancement",
+    arxiv="2109.02580",
+    config_cls=Config,
+    profiles=PROFILES,
+    train=_train,
+    evaluate=_evaluate,
+    reproduce=_reproduce,
+    reproduce_minutes=15.0,
+)

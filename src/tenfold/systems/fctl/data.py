@@ -1,0 +1,323 @@
+"""Data for FCtL (Liu et al., "Ultra-high Resolution Image Segmentation via Locality-aware Context Fusion and
+Alternating Local Enhancement", IJCV 2024, arXiv 2109.02580): spec ../shared/specs/fctl.md section 4.
+
+  make_synth_landcover(seed, size, patch)  4.1: SynthLandcover, classes only context separates, thin roads
+  texture_oracle / patches_inside_cell     4.1 diagnostics
+  deepglobe_colour_to_ids / ids_to_colour  4.2 / component 8: colour masks, channels binarised at 128
+  read_image / read_deepglobe_pair / read_inria_pair / list_split / write_mask   4.2 real formats
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tenfold.core.errors import InputError
+
+log = logging.getLogger("tenfold.fctl")
+
+# Component 8 [code]: DeepGlobe ids and colours (channels binarised at 128).
+CLASS_NAMES = ("unknown", "urban", "agriculture", "rangeland", "forest", "water", "barren")
+DEEPGLOBE_COLOURS = np.array([(0, 0, 0), (0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0),
+                              (0, 0, 255), (255, 255, 255)], dtype=np.uint8)
+# Spec 4.1: (texture, regime) -> id; regime 0 = L (large cells), 1 = S (small-cell district).
+LABEL_TABLE = np.array([[3, 6], [2, 1], [5, 5], [4, 4], [1, 1]], dtype=np.uint8)  # [texture, regime]
+ROAD_WIDTH_PX = 3
+SPLIT_OFFSETS = {"train": 0, "val": 10_000, "test": 20_000}  # spec 4.1 seed ranges
+
+
+@dataclass(frozen=True)
+class SynthSample:
+    image: np.ndarray  # (S, S, 3) float32 in [0, 1]
+    label: np.ndarray  # (S, S) uint8 ids 0..6
+    regime: np.ndarray  # (S, S) uint8, 0 = L, 1 = S
+    texture: np.ndarray  # (S, S) uint8, 0..4
+    cell: np.ndarray  # (S, S) int32 cell id
+    road: np.ndarray  # (S, S) bool
+    cloud: np.ndarray  # (S, S) bool
+
+
+def poisson_disk(rng: np.random.Generator, size: int, spacing: float, inside=None, tries: int = 2000) -> np.ndarray:
+    """Dart throwing: points (n, 2) at mutual distance >= spacing; `inside(pts) -> bool` restricts them."""
+    cand = rng.uniform(0, size, (tries, 2))
+    if inside is not None:
+        cand = cand[inside(cand)]
+    pts: list[tuple[float, float]] = []
+    s2 = spacing * spacing
+    for y, x in cand.tolist():
+        if all((y - py) ** 2 + (x - px) ** 2 >= s2 for py, px in pts):
+            pts.append((y, x))
+    return np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+
+
+def _warped_coords(rng: np.random.Generator, size: int, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates displaced by a smooth field: N(0, 1) on an S/32 grid, bilinear up, amplitude 0.05 p."""
+    g = max(2, size // 32)
+    field = rng.normal(0, 1, (2, g, g))
+    t = np.linspace(0, g - 1, size)
+    i0 = np.clip(np.floor(t).astype(int), 0, g - 2)
+    f = t - i0
+    rows = field[:, i0] * (1 - f)[None, :, None] + field[:, i0 + 1] * f[None, :, None]  # (2, S, g)
+    full = rows[:, :, i0] * (1 - f) + rows[:, :, i0 + 1] * f  # (2, S, S)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    return yy + 0.05 * patch * full[0], xx + 0.05 * patch * full[1]
+
+
+def _nearest(seeds: np.ndarray, wy: np.ndarray, wx: np.ndarray) -> np.ndarray:
+    d = (wy[None] - seeds[:, 0, None, None]) ** 2 + (wx[None] - seeds[:, 1, None, None]) ** 2  # (n, S, S)
+    return d.argmin(0)
+
+
+def _render_texture(rng: np.random.Generator, tex: int, mask: np.ndarray, img: np.ndarray) -> None:
+    """Paint texture `tex` (spec 4.1 T0..T4) into img[mask] with a per-cell brightness x U(0.9, 1.1)."""
+    yy, xx = np.nonzero(mask)
+    n = yy.size
+    if tex == 0:  # grass noise: green-olive + N(0, 0.06)
+        rgb = np.array([0.42, 0.50, 0.24]) + rng.normal(0, 0.06, (n, 3))
+    elif tex == 1:  # stripes: random angle, period 6-12 px, amplitude 0.08
+        ang, period = rng.uniform(0, np.pi), rng.uniform(6, 12)
+        s = 0.08 * np.sin(2 * np.pi * (xx * np.cos(ang) + yy * np.sin(ang)) / period)
+        rgb = np.array([0.42, 0.50, 0.24]) + s[:, None]
+    elif tex == 2:  # water: blue, sigma 0.02
+        rgb = np.array([0.12, 0.24, 0.55]) + rng.normal(0, 0.02, (n, 3))
+    elif tex == 3:  # forest: dark green, sparse bright speckles
+        rgb = np.array([0.10, 0.28, 0.12]) + 0.35 * (rng.random(n) < 0.03)[:, None]
+    else:  # buildings: grid of bright 3-6 px rectangles on grey
+        pitch = 10
+        hy, hx = rng.integers(3, 7, 2)
+        on = ((yy % pitch) < hy) & ((xx % pitch) < hx)
+        rgb = np.where(on[:, None], 0.85, 0.45) + np.zeros((n, 3))
+    img[yy, xx] = rgb * rng.uniform(0.9, 1.1)
+
+
+def _segment_distance(yy: np.ndarray, xx: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
+    d = p1 - p0
+    t = np.clip(((yy - p0[0]) * d[0] + (xx - p0[1]) * d[1]) / max(float(d @ d), 1e-9), 0, 1)
+    return np.hypot(yy - (p0[0] + t * d[0]), xx - (p0[1] + t * d[1]))
+
+
+def draw_road(road: np.ndarray, points: np.ndarray, width: int = ROAD_WIDTH_PX) -> None:
+    """Mark pixels within width/2 of the poly-line through `points` (k, 2) (pixel centres at integers)."""
+    yy, xx = np.mgrid[0:road.shape[0], 0:road.shape[1]].astype(np.float64)
+    for a, b in zip(points[:-1], points[1:]):
+        road |= _segment_distance(yy, xx, a, b) <= width / 2
+
+
+def make_synth_landcover(seed: int, size: int = 384, patch: int = 96) -> SynthSample:
+    """Spec 4.1 SynthLandcover: one S x S sample, deterministic per seed (numpy Generator)."""
+    rng = np.random.default_rng(seed)
+    wy, wx = _warped_coords(rng, size, patch)
+    large = poisson_disk(rng, size, 3 * patch)  # regime L seeds
+    discs = [(rng.uniform(0, size, 2), rng.uniform(1.2 * patch, 2 * patch)) for _ in range(rng.integers(1, 3))]
+
+    def in_district(pts: np.ndarray) -> np.ndarray:
+        return np.any([np.hypot(*(pts - c).T) <= r for c, r in discs], axis=0)
+
+    small = poisson_disk(rng, size, 0.8 * patch, inside=in_district)
+    regime = in_district(np.stack([wy, wx], -1).reshape(-1, 2)).reshape(size, size).astype(np.uint8)
+    cell = np.where(regime == 1, len(large) + _nearest(small, wy, wx) if len(small) else 0, _nearest(large, wy, wx))
+    n_cells = len(large) + len(small)
+    cell_tex = rng.integers(0, 5, n_cells).astype(np.uint8)
+    texture = cell_tex[cell]
+    img = np.zeros((size, size, 3))
+    for c in range(n_cells):
+        mask = cell == c
+        if mask.any():
+            _render_texture(rng, int(cell_tex[c]), mask, img)
+    label = LABEL_TABLE[texture, regime].copy()
+    road = np.zeros((size, size), bool)
+    for _ in range(rng.integers(1, 4)):  # 1-3 straight or poly-line roads, 3 px, class 1
+        k = int(rng.integers(2, 4))
+        draw_road(road, rng.uniform(0, size, (k, 2)))
+    img[road] = 0.75 + rng.normal(0, 0.01, (int(road.sum()), 3))
+    label[road] = 1
+    cloud = np.zeros((size, size), bool)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    for _ in range(rng.integers(0, 3)):  # 0-2 smooth grey-white clouds, class 0
+        cy, cx = rng.uniform(0, size, 2)
+        ry, rx = rng.uniform(0.2, 0.5, 2) * patch
+        r = np.hypot((yy - cy) / ry, (xx - cx) / rx)
+        alpha = np.clip(1.5 - r, 0, 1)[..., None]  # opaque inside r < 0.5, soft edge to r = 1.5
+        img = img * (1 - alpha) + 0.88 * alpha
+        cloud |= alpha[..., 0] > 0.5
+    label[cloud] = 0
+    img = np.clip(img + rng.normal(0, 0.02, img.shape), 0, 1).astype(np.float32)
+    return SynthSample(img, label, regime, texture, cell.astype(np.int32), road, cloud)
+
+
+def synth_split(split: str, count: int, size: int, patch: int, seed: int = 0) -> list[SynthSample]:
+    """Spec 4.1 splits by seed range (train 0+, val 10 000+, test 20 000+), shifted by 1000 * seed.
+
+    # Design choice: the run seed also shifts the data, so a held-out seed means held-out images too.
+    """
+    base = SPLIT_OFFSETS[split] + 1000 * seed
+    return [make_synth_landcover(base + i, size, patch) for i in range(count)]
+
+
+def texture_oracle(samples: list[SynthSample]) -> list[np.ndarray]:
+    """Spec 4.1 (a): predictions of a model that knows texture, roads and clouds but not the regime.
+
+    It predicts, for each texture, the class of the regime that is more frequent (in pixels) over `samples`.
+    """
+    reg = np.concatenate([s.regime[~(s.road | s.cloud)] for s in samples])
+    tex = np.concatenate([s.texture[~(s.road | s.cloud)] for s in samples])
+    guess = np.array([int(np.mean(reg[tex == t]) > 0.5) if np.any(tex == t) else 0 for t in range(5)])
+    preds = []
+    for s in samples:
+        p = LABEL_TABLE[s.texture, guess[s.texture]].copy()
+        p[s.road], p[s.cloud] = 1, 0
+        preds.append(p)
+    return preds
+
+
+def patches_inside_cell(samples: list[SynthSample], patch: int, min_overlap: float) -> float:
+    """Spec 4.1 (b): fraction of grid patches lying wholly inside one cell."""
+    from tenfold.systems.fctl.patching import patch_boxes
+
+    inside = total = 0
+    for s in samples:
+        for y, x in patch_boxes(*s.cell.shape, patch, min_overlap):
+            window = s.cell[y:y + patch, x:x + patch]
+            inside += int((window == window.flat[0]).all())
+            total += 1
+    return inside / max(total, 1)
+
+
+# ---------------------------------------------------------------- real data (spec 4.2)
+def deepglobe_colour_to_ids(mask: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
+    """(H, W, 3) colour mask -> (H, W) uint8 ids: binarise each channel at 128, then the component-8 table."""
+    if mask.ndim != 3 or mask.shape[-1] < 3:
+        raise InputError(f"{path}: expected an RGB colour mask (H, W, 3), got shape {mask.shape}")
+    bits = (mask[..., :3] >= 128).astype(np.int64)
+    code = bits[..., 0] * 4 + bits[..., 1] * 2 + bits[..., 2]  # r g b -> 0..7
+    lut = np.full(8, 255, dtype=np.uint8)
+    for i, (r, g, b) in enumerate(DEEPGLOBE_COLOURS // 255):
+        lut[r * 4 + g * 2 + b] = i
+    ids = lut[code]
+    if (ids == 255).any():
+        n = int((ids == 255).sum())
+        raise InputError(f"{path}: {n} mask pixels are red (255, 0, 0) after binarisation at 128, which is no "
+                         f"DeepGlobe class; expected colours {DEEPGLOBE_COLOURS.tolist()}")
+    return ids
+
+
+def ids_to_colour(ids: np.ndarray) -> np.ndarray:
+    """(H, W) ids 0..6 -> (H, W, 3) uint8 DeepGlobe colours."""
+    return DEEPGLOBE_COLOURS[ids]
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """PNG / JPEG through Pillow, TIFF / GeoTIFF through tifffile (rasterio when installed) -> uint8 array."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            arr = _read_tiff(path)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                arr = np.asarray(im)
+    except InputError:
+        raise
+    except Exception as err:  # truncated or corrupt files
+        raise InputError(f"{path}: cannot be read as an image ({type(err).__name__}: {err})") from None
+    if arr.dtype != np.uint8:
+        raise InputError(f"{path}: expected 8-bit pixels, got dtype {arr.dtype}")
+    return arr
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    try:
+        import rasterio  # optional: keeps the geo-referencing readers of the field
+    except ImportError:
+        rasterio = None
+    if rasterio is not None:
+        with rasterio.open(path) as src:
+            arr = src.read()  # (bands, H, W)
+        return arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)  # (bands, H, W) -> (H, W, bands)
+    import tifffile
+
+    return tifffile.imread(path)
+
+
+def _check_pair(img: np.ndarray, lbl: np.ndarray, img_path: Path, lbl_path: Path) -> None:
+    if img.ndim != 3 or img.shape[-1] not in (3, 4):
+        raise InputError(f"{img_path}: expected an RGB image (H, W, 3), got shape {img.shape}")
+    if img.shape[:2] != lbl.shape[:2]:
+        raise InputError(f"{lbl_path}: mask size {lbl.shape[:2]} does not match image {img_path} size {img.shape[:2]}")
+
+
+def read_deepglobe_pair(sat: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """`<id>_sat.jpg` and its `<id>_mask.png` -> (H, W, 3) uint8 image, (H, W) uint8 ids."""
+    sat = Path(sat)
+    mask = sat.with_name(sat.name.replace("_sat.jpg", "_mask.png"))
+    if mask == sat or not mask.exists():
+        raise InputError(f"{sat}: no mask {mask.name} beside it (expected <id>_sat.jpg + <id>_mask.png)")
+    img, colour = read_image(sat), read_image(mask)
+    _check_pair(img, colour, sat, mask)
+    return img[..., :3], deepglobe_colour_to_ids(colour, mask)
+
+
+def read_inria_pair(image: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """`<split>/images/<city><k>.tif` + `<split>/gt/<city><k>.tif` (single band 0/255) -> image, ids 0/1."""
+    image = Path(image)
+    gt = image.parent.parent / "gt" / image.name
+    if not gt.exists():
+        raise InputError(f"{image}: no ground truth {gt} (expected images/ and gt/ folders side by side)")
+    img, g = read_image(image), read_image(gt)
+    if g.ndim == 3:
+        g = g[..., 0]
+    _check_pair(img, g, image, gt)
+    bad = ~np.isin(g, (0, 255))
+    if bad.any():
+        raise InputError(f"{gt}: Inria ground truth must be 0/255, found values {np.unique(g[bad])[:5].tolist()}")
+    return img[..., :3], (g // 255).astype(np.uint8)
+
+
+# Design choice: one folder per split, named as in the official code (DeepGlobe) or images/ + gt/ (Inria).
+SPLIT_FOLDERS = {"deepglobe": {"train": "train", "val": "crossvali", "test": "offical_crossvali"},
+                 "inria": {"train": "train", "val": "val", "test": "test"}}
+
+
+def list_split(source: str, root: str | Path, split: str) -> list[Path]:
+    """Image files of one split: DeepGlobe `<root>/<folder>/*_sat.jpg`, Inria `<root>/<split>/images/*.tif`."""
+    folder = Path(root) / SPLIT_FOLDERS[source][split]
+    files = sorted(folder.glob("*_sat.jpg")) if source == "deepglobe" else sorted((folder / "images").glob("*.tif"))
+    if not files:
+        pattern = "*_sat.jpg" if source == "deepglobe" else "images/*.tif"
+        raise InputError(f"{folder}: no {pattern} files for the {split} split of {source}")
+    return files
+
+
+def read_pair(source: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    return read_deepglobe_pair(path) if source == "deepglobe" else read_inria_pair(path)
+
+
+def write_mask(path: str | Path, labels: np.ndarray, like: str | Path | None = None, colour: bool = False) -> Path:
+    """Write (H, W) ids in the input's format: TIFF -> TIFF (tifffile), PNG/JPEG -> PNG.
+
+    # Design choice: a JPEG input gets a PNG mask (JPEG would corrupt label ids). `colour` writes
+    DeepGlobe colours. The file is written to a temporary name and renamed, so nothing is half-written.
+    """
+    path = Path(path)
+    suffix = Path(like).suffix.lower() if like else path.suffix.lower()
+    if suffix in (".jpg", ".jpeg"):
+        path = path.with_suffix(".png")
+    arr = ids_to_colour(labels) if colour else labels.astype(np.uint8)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(tmp, arr)
+    else:
+        from PIL import Image
+
+        Image.fromarray(arr).save(tmp, format="PNG")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,267 @@
+"""Staged training of FCtL (Liu et al., "Ultra-high Resolution Image Segmentation via Locality-aware Context
+Fusion and Alternating Local Enhancement", IJCV 2024, arXiv 2109.02580): spec ../shared/specs/fctl.md section 3.
+
+Steps (Inria `main` branch [code]):
+ 0. "local": the plain trunk on local patches;
+ 1. "single<i>": trunk + a context encoder for factor i, one attention block (X + O(X, S)), end to end,
+    initialised from stage 0;
+ 2. "all": trunk + LCF (self + every context, fused); trunk and the first context branch from single0, context
+    encoders from the single stages, frozen (no grad, eval mode); the other branches fresh.
+ Extra stages: "all_ale" (as "all" plus the reconstructed ALE) and "global" (the whole-image baseline).
+Per stage: Adam (one group), poly lr per iteration, gradients accumulated over every patch (in sub-batches)
+of `train.images_per_step` images before one step [code]. Every epoch writes an atomic checkpoint; a re-run on
+the same directory skips finished stages (stages/<name>.pt) and resumes the current one from its last epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tenfold.core.errors import InputError
+from tenfold.core.runs import RunDir, atomic_write_bytes
+from tenfold.core.runtime import progress_bar, seed_everything, select_device
+from tenfold.systems.fctl import data as D
+from tenfold.systems.fctl.config import Config
+from tenfold.systems.fctl.loss import loss_terms
+from tenfold.systems.fctl.model import FCtLNet, GlobalOnly, build_encoder, build_trunk
+from tenfold.systems.fctl.patching import crops_for, patch_boxes
+
+log = logging.getLogger("tenfold.fctl")
+
+
+@dataclass
+class SegImages:
+    """A split: synthetic arrays in memory, or real files read on demand (bounded memory)."""
+
+    arrays: list[tuple[np.ndarray, np.ndarray]] | None = None
+    files: list[Path] | None = None
+    source: str = "synth"
+
+    def __len__(self) -> int:
+        return len(self.arrays) if self.arrays is not None else len(self.files)
+
+    def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.arrays[i] if self.arrays is not None else D.read_pair(self.source, self.files[i])
+
+    def image(self, i: int) -> torch.Tensor:
+        img = self.pair(i)[0]
+        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+        return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+
+    @property
+    def labels(self) -> list[np.ndarray]:
+        return [self.pair(i)[1] for i in range(len(self))]
+
+
+def load_split(cfg: Config, split: str) -> SegImages:
+    d = cfg.data
+    count = {"train": d.num_train, "val": d.num_val, "test": d.num_test}[split]
+    if d.source == "synth":
+        samples = D.synth_split(split, count, d.image_size, d.patch_size, cfg.seed)
+        return SegImages(arrays=[(s.image, s.label) for s in samples])
+    if not d.root:
+        raise InputError(f"data.root: required for data.source={d.source!r} (the dataset folder)")
+    return SegImages(files=D.list_split(d.source, d.root, split)[:count], source=d.source)
+
+
+def poly_lr(base_lr: float, iteration: int, max_iterations: int, power: float = 0.9) -> float:
+    """Poly schedule [code]: lr = lr0 (1 - T / T_max)^power, per iteration."""
+    return base_lr * max(0.0, 1.0 - iteration / max_iterations) ** power
+
+
+def stage_factors(cfg: Config, stage: str) -> tuple[float, ...]:
+    if stage.startswith("single"):
+        return (cfg.model.context_factors[int(stage[6:])],)
+    return tuple(cfg.model.context_factors) if stage in ("all", "all_ale") else ()
+
+
+def build_stage_model(cfg: Config, stage: str, done: dict[str, dict]) -> torch.nn.Module:
+    """The model of `stage`, initialised from the finished stages `done` ({stage: state_dict}) [code]."""
+    m, k = cfg.model, cfg.data.num_classes
+    trunk = build_trunk(m.backbone, k, m.tiny_widths, m.weights_file)
+    if stage == "global":
+        model: torch.nn.Module = GlobalOnly(trunk, cfg.data.patch_size)
+    elif stage == "local":
+        model = FCtLNet(trunk, [], "local")
+    elif stage.startswith("single"):
+        model = FCtLNet(trunk, [build_encoder(m.backbone, m.tiny_widths)], "single_context", m.use_centered_qk,
+                        init_std=m.attention_init_std)
+        if "local" in done:
+            model.trunk.load_state_dict(_sub(done["local"], "trunk."))
+            # Design choice: the context encoder starts from stage 0's encoder (ImageNet VGG in the code).
+            model.context_encoders[0].load_state_dict(_sub(done["local"], "trunk.encoder."))
+    else:
+        n = len(m.context_factors)
+        encs = [build_encoder(m.backbone, m.tiny_widths) for _ in range(n)]
+        model = FCtLNet(trunk, encs, "all", m.use_centered_qk, use_ale=m.use_ale or stage == "all_ale",
+                        ale_rounds=m.ale_rounds, ale_mode=m.ale_mode, init_std=m.attention_init_std,
+                        freeze_contexts=True)
+        for i in range(n):
+            if f"single{i}" in done:
+                model.context_encoders[i].load_state_dict(_sub(done[f"single{i}"], "context_encoders.0."))
+        if "single0" in done:  # local network and the first context branch from stage 1 [code]
+            model.trunk.load_state_dict(_sub(done["single0"], "trunk."))
+            model.lcf.branches[1].load_state_dict(_sub(done["single0"], "lcf.branches.0."))
+    model.factors = stage_factors(cfg, stage)
+    return model
+
+
+def _sub(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _augment(rng: np.random.Generator, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """h-flip with p 0.5, rotation by 90/180/270 with p 0.5 [code]; the same for patch, contexts, label."""
+    flip, k = rng.random() < 0.5, int(rng.integers(1, 4)) if rng.random() < 0.5 else 0
+    return [torch.rot90(t.flip(-1) if flip else t, k, dims=(-2, -1)) for t in tensors]
+
+
+def image_samples(cfg: Config, stage: str, images: SegImages, i: int, factors: tuple[float, ...]):
+    """Yield (local, contexts, label) sub-batches of image i; the global stage yields the whole image."""
+    img, lbl = images.image(i), torch.from_numpy(np.asarray(images.pair(i)[1]).astype(np.int64))
+    if stage == "global":
+        yield img[None], [], lbl[None]
+        return
+    p = cfg.data.patch_size
+    boxes = patch_boxes(img.shape[-2], img.shape[-1], p, cfg.data.min_overlap)
+    for j in range(0, len(boxes), cfg.train.sub_batch):
+        chunk = boxes[j:j + cfg.train.sub_batch]
+        local, ctx = crops_for(img, chunk, p, factors)
+        yield local, ctx, torch.stack([lbl[y:y + p, x:x + p] for y, x in chunk])
+
+
+def train_step(cfg: Config, model: torch.nn.Module, stage: str, images: SegImages, chunk: list[int],
+               rng: np.random.Generator, device: torch.device) -> float:
+    """Accumulate gradients over every sub-batch of the images in `chunk` (one optimiser step follows)."""
+    total = 0.0
+    for i in chunk:
+        for local, ctx, lbl in image_samples(cfg, stage, images, i, model.factors):
+            if cfg.train.use_augment:
+                local, lbl, *ctx = _augment(rng, [local, lbl, *ctx])
+            local, lbl, ctx = local.to(device), lbl.to(device), [c.to(device) for c in ctx]
+            logits = model(local) if stage == "global" else model(local, ctx)
+            loss = loss_terms(logits, lbl, cfg.train.focal_gamma, cfg.train.weight_focal)["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite focal loss in stage {stage}")
+            loss.backward()  # sum of sub-batch means, as the official accumulation
+            total += loss.item()
+    return total
+
+
+def run_stage(cfg: Config, stage: str, stage_index: int, model: torch.nn.Module, images: SegImages, run: RunDir,
+              device: torch.device, budget: list[int]) -> bool:
+    """Train one stage from its checkpoint (if any); False when `budget` (epochs left in this call) ran out."""
+    t = cfg.train
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)  # one group [code]
+    ckpt = run.load_checkpoint()
+    start = 0
+    if ckpt is not None and ckpt.get("stage") == stage:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start = ckpt["epoch"]
+        run.truncate_metrics(stage_index * t.epochs_per_stage + start)
+        log.info("resuming stage %s from epoch %d", stage, start)
+    steps = math.ceil(len(images) / t.images_per_step)
+    max_it = (t.start_epoch + t.epochs_per_stage) * steps
+    bar = progress_bar(t.epochs_per_stage * steps, f"fctl {stage}")
+    bar.update(start * steps)
+    try:
+        for epoch in range(start, t.epochs_per_stage):
+            if budget[0] == 0:
+                return False
+            model.train()
+            rng = np.random.default_rng([cfg.seed, stage_index, epoch])  # same order after a resume
+            order = rng.permutation(len(images)).tolist()
+            losses = []
+            for s in range(steps):
+                lr = poly_lr(t.lr, (t.start_epoch + epoch) * steps + s, max_it, t.poly_power)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                opt.zero_grad(set_to_none=True)
+                losses.append(train_step(cfg, model, stage, images, order[s * t.images_per_step:
+                                                                           (s + 1) * t.images_per_step], rng, device))
+                opt.step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            run.save_checkpoint({"stage": stage, "epoch": epoch + 1, "model": model.state_dict(),
+                                 "optimizer": opt.state_dict()})
+            gam = model.gammas() if isinstance(model, FCtLNet) else {}
+            run.log_metrics({"step": stage_index * t.epochs_per_stage + epoch + 1, "stage": stage,
+                             "epoch": epoch + 1, "loss_focal": float(np.mean(losses)), "lr": lr, "gammas": gam})
+            budget[0] -= 1
+    finally:
+        bar.close()
+    return True
+
+
+def stage_path(run_dir: Path, stage: str) -> Path:
+    return Path(run_dir) / "stages" / f"{stage}.pt"
+
+
+def load_stage_model(cfg: Config, run_dir: Path, stage: str) -> torch.nn.Module:
+    path = stage_path(run_dir, stage)
+    if not path.exists():
+        raise InputError(f"{path}: stage {stage!r} not trained; run `tenfold train` on this directory first")
+    model = build_stage_model(cfg, stage, {})
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.to(select_device(cfg.device))
+
+
+def train(cfg: Config, run_dir: Path, stop_after_epochs: int | None = None) -> dict[str, Any]:
+    """Train every stage of `cfg.train.stages` into `run_dir`; resumes; writes summary.json.
+
+    `stop_after_epochs` ends the call after that many epochs (a kill-equivalent for the resume test).
+    """
+    t0 = time.perf_counter()
+    device = select_device(cfg.device)
+    run = RunDir(run_dir)
+    train_set = load_split(cfg, "train")  # input errors surface before anything is written
+    run.write_config(cfg)
+    seed_everything(cfg.seed)
+    done: dict[str, dict] = {}
+    budget = [stop_after_epochs if stop_after_epochs is not None else -1]
+    summary: dict[str, Any] = {}
+    for idx, stage in enumerate(cfg.train.stages):
+        path = stage_path(run_dir, stage)
+        if path.exists():
+            done[stage] = torch.load(path, map_location="cpu", weights_only=True)
+            continue
+        torch.manual_seed(cfg.seed * 100 + idx)  # fresh weights of a stage do not depend on a resume
+        model = build_stage_model(cfg, stage, done).to(device)
+        if not run_stage(cfg, stage, idx, model, train_set, run, device, budget):
+            return {"stopped": True, "stage": stage}
+        done[stage] = {k: v.cpu() for k, v in model.state_dict().items()}
+        import io
+
+        buf = io.BytesIO()
+        torch.save(done[stage], buf)
+        atomic_write_bytes(path, buf.getvalue())
+        if isinstance(model, FCtLNet):
+            summary[f"{stage}_gammas"] = model.gammas()
+    summary.update(_val_scores(cfg, run_dir, done))
+    summary["stages"] = list(cfg.train.stages)
+    run.write_summary(summary, time.perf_counter() - t0, str(device))
+    return summary
+
+
+def _val_scores(cfg: Config, run_dir: Path, done: dict[str, dict]) -> dict[str, float]:
+    """Validation mIoU of every stage (no TTA, as the code's periodic validation)."""
+    from tenfold.systems.fctl.evaluate import evaluate_images, stage_predict
+
+    val = load_split(cfg, "val")
+    out = {}
+    for stage in cfg.train.stages:
+        model = load_stage_model(cfg, run_dir, stage).eval()
+        res = evaluate_images(lambda i: stage_predict(model, stage, val.image(i), cfg, tta=False), val.labels,
+                              cfg.data.num_classes)
+        out[f"val_miou_{stage}"] = res["miou"]
+    return out

@@ -1,0 +1,116 @@
+"""Staged training: accumulation, stage initialisation, resume, config validation (spec section 3)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tenfold.core.config import ConfigError, make_config, override
+from tenfold.systems.fctl.config import PROFILES, Config
+from tenfold.systems.fctl.loss import loss_terms
+from tenfold.systems.fctl.train import (build_stage_model, image_samples, load_split, stage_path, train,
+                                        train_step)
+
+
+def _tiny(smoke_cfg, **kw):
+    base = {"train.stages": ("local", "single0"), "data.num_train": 1, "data.num_val": 1, "data.num_test": 1,
+            "eval.test_batch": 16}
+    return override(smoke_cfg, {**base, **kw})
+
+
+def test_accumulation_equals_one_step_on_the_summed_loss(smoke_cfg):
+    cfg = override(smoke_cfg, {"train.sub_batch": 7, "train.use_augment": False, "data.num_train": 2})
+    images = load_split(cfg, "train")
+    torch.manual_seed(0)
+    model = build_stage_model(cfg, "single0", {})
+    train_step(cfg, model, "single0", images, [0, 1], np.random.default_rng(0), torch.device("cpu"))
+    acc = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    total = 0
+    for i in (0, 1):
+        for local, ctx, lbl in image_samples(cfg, "single0", images, i, model.factors):
+            total = total + loss_terms(model(local, ctx), lbl, cfg.train.focal_gamma)["loss"]
+    total.backward()
+    for n, p in model.named_parameters():
+        if n in acc:
+            torch.testing.assert_close(acc[n], p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_stage_initialisation_from_previous_stages(smoke_cfg):
+    cfg = smoke_cfg
+    local = build_stage_model(cfg, "local", {}).state_dict()
+    single = build_stage_model(cfg, "single0", {"local": local})
+    torch.testing.assert_close(single.trunk.state_dict()["head.weight"], local["trunk.head.weight"])
+    enc0 = single.context_encoders[0].state_dict()
+    torch.testing.assert_close(enc0["stem.0.weight"], local["trunk.encoder.stem.0.weight"])
+    s0 = single.state_dict()
+    with torch.no_grad():
+        s0["lcf.branches.0.gamma"].fill_(0.25)
+    s1 = build_stage_model(cfg, "single1", {"local": local}).state_dict()
+    full = build_stage_model(cfg, "all", {"local": local, "single0": s0, "single1": s1})
+    assert full.lcf.branches[1].gamma.item() == 0.25  # the x2 branch comes from stage 1 [code]
+    assert full.lcf.branches[0].gamma.item() == 0.0 and full.lcf.branches[2].gamma.item() == 0.0  # fresh
+    assert full.factors == (2.0, 3.0) and not any(p.requires_grad for p in full.context_encoders.parameters())
+
+
+def test_train_resumes_from_the_last_checkpoint(tmp_path, smoke_cfg):
+    cfg = _tiny(smoke_cfg, **{"train.epochs_per_stage": 2})
+    out = train(cfg, tmp_path, stop_after_epochs=1)  # kill-equivalent after one epoch
+    assert out == {"stopped": True, "stage": "local"}
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["stage"] == "local" and ckpt["epoch"] == 1
+    out = train(cfg, tmp_path, stop_after_epochs=2)  # finishes local (1 epoch), then single0 epoch 1
+    assert out["stage"] == "single0"
+    summary = train(cfg, tmp_path)
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in records] == [("local", 1), ("local", 2), ("single0", 1),
+                                                           ("single0", 2)]  # continued, never restarted
+    assert stage_path(tmp_path, "single0").exists() and "val_miou_single0" in summary
+    assert (tmp_path / "summary.json").exists()
+
+
+def test_smoke_train_evaluate_and_gamma_leaves_zero(tmp_path, smoke_cfg):
+    from tenfold.systems.fctl.evaluate import evaluate
+
+    cfg = _tiny(smoke_cfg, **{"train.stages": ("local", "single0", "single1", "all")})
+    summary = train(cfg, tmp_path)
+    assert any(abs(g) > 0 for g in summary["all_gammas"].values())  # gamma leaves 0
+    res = evaluate(cfg, tmp_path)
+    assert set(res) >= {"local", "all", "miou"} and np.isfinite(res["miou"])
+    assert res["all"]["peak_memory_mb"] > 0
+
+
+def test_loss_drops_on_one_fixed_batch(smoke_cfg):
+    cfg = override(smoke_cfg, {"train.use_augment": False})
+    images = load_split(cfg, "train")
+    torch.manual_seed(0)
+    model = build_stage_model(cfg, "local", {})
+    local, ctx, lbl = next(image_samples(cfg, "local", images, 0, ()))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = loss_terms(model(local, ctx), lbl, 3.0)["loss"]
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("data.patch_size", 4, "data.patch_size"),
+    ("train.stages", "local,bogus", "train.stages"),
+    ("model.context_factors", "0.5", "model.context_factors"),
+    ("train.sub_batch", 0, "train.sub_batch"),
+])
+def test_config_errors_name_the_field(key, value, needle):
+    with pytest.raises(ConfigError, match=needle):
+        make_config(Config, PROFILES, "smoke", {key: value})
+
+
+def test_real_source_without_root_is_an_input_error(smoke_cfg):
+    from tenfold.core.errors import InputError
+
+    with pytest.raises(InputError, match="data.root"):
+        load_split(override(smoke_cfg, {"data.source": "deepglobe"}), "train")
