@@ -11,12 +11,14 @@ from tenfold.core.registry import SystemSpec
 from tenfold.systems import harmonize, qae
 from tenfold.systems import maskfocal
 from tenfold.systems import fctl
+from tenfold.systems import rulenet
 
 SYSTEMS: dict[str, SystemSpec] = {
     "qae": qae.SPEC,
     "harmonize": harmonize.SPEC,
     "maskfocal": maskfocal.SPEC,
     "fctl": fctl.SPEC,
+    "rulenet": rulenet.SPEC,
 }
 
 

@@ -1,0 +1,112 @@
+"""A scikit-learn style estimator for `rulenet` (spec 4.3 "API"), besides the CLI.
+
+Paper: Li et al., "Deep Explainable Learning with Graph Based Data Assessing and Rule Reasoning", arXiv 2211.04693.
+Design choice: `RuleNetClassifier.fit(obs_df, items_df, rules)` takes the real-data format of spec 4.3 (a long
+observation table and an item table as pandas DataFrames, rules as text) and runs the same staged training as
+`tenfold train rulenet` (train.train_model) on a contiguous train / validation split of the items; `predict`,
+`predict_proba`, `explain(item_id)` and `export_rules()` use the learned hard rules.
+
+    clf = RuleNetClassifier(profile="quick", overrides={"train.joint_epochs": 10})
+    clf.fit(obs_df, items_df, rules_text)
+    clf.predict(obs_df2, items_df2); clf.explain(item_id); print(clf.export_rules())
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tenfold.core.config import make_config
+from tenfold.core.errors import InputError
+from tenfold.systems.rulenet import data as D
+from tenfold.systems.rulenet.config import PROFILES, Config
+from tenfold.systems.rulenet.export import explain_item, export_rules, raw_features
+
+
+class RuleNetClassifier:
+    """fit / predict / predict_proba / explain / export_rules over DataFrames (spec 4.3)."""
+
+    def __init__(self, profile: str = "quick", overrides: dict[str, Any] | None = None, seed: int = 0) -> None:
+        self.profile, self.overrides, self.seed = profile, dict(overrides or {}), seed
+        self.model_ = None
+
+    def fit(self, obs_df, items_df, rules: str, label_column: str = "label") -> "RuleNetClassifier":
+        """Train on the tables; the last `data.val_fraction + data.test_fraction` items (in table order) are held out
+        (validation for early stopping and the export's support / precision; test for `test_f1_`)."""
+        from tenfold.systems.rulenet.train import train_model
+
+        with tempfile.TemporaryDirectory(prefix="rulenet-fit-") as tmp:
+            tmp = Path(tmp)
+            obs_path, items_path, rules_path = tmp / "obs.parquet", tmp / "items.parquet", tmp / "rules.txt"
+            D.frames_to_items(obs_df, items_df, label_column)  # validate before writing anything
+            obs_df.to_parquet(obs_path)
+            items_df.to_parquet(items_path)
+            rules_path.write_text(rules)
+            cfg = make_config(Config, PROFILES, self.profile, {
+                **self.overrides, "seed": self.seed, "data.observations": str(obs_path), "data.items": str(items_path),
+                "data.rules": str(rules_path), "data.label_column": label_column})
+            metrics, model, ctx = train_model(cfg, tmp / "run")
+        self.cfg_, self.model_, self.ctx_, self.label_column = cfg, model, ctx, label_column
+        self.test_f1_ = metrics["f1"]
+        self.classes_ = list(ctx["ruleset"].classes)
+        val = ctx["prepared"]["val"]
+        self._val = val
+        return self
+
+    def _prepared(self, obs_df, items_df):
+        from tenfold.systems.rulenet.train import prepare
+
+        if self.model_ is None:
+            raise InputError("RuleNetClassifier: call fit() before predict / explain")
+        items_df = items_df.copy()
+        if self.label_column not in items_df.columns:
+            items_df[self.label_column] = self.classes_[-1]  # unlabelled prediction: a placeholder label
+        data = D.frames_to_items(obs_df, items_df, self.label_column, classes=tuple(self.classes_))
+        return prepare(data, *self.ctx_["chan"], self.ctx_["ruleset"], self.cfg_)
+
+    def predict(self, obs_df, items_df) -> np.ndarray:
+        """Class labels from the learned hard rules."""
+        from tenfold.systems.rulenet.train import predict
+
+        pred = predict(self.model_, self._prepared(obs_df, items_df), self.cfg_)["pred"].numpy()
+        return np.asarray(self.classes_)[pred]
+
+    def predict_proba(self, obs_df, items_df) -> np.ndarray:
+        """(N, 2) [P(first rule class), 1 - P] from the soft rule score (a ranking score for PR-AUC only: the
+        decision is the hard rules')."""
+        from tenfold.systems.rulenet.train import predict
+
+        score = predict(self.model_, self._prepared(obs_df, items_df), self.cfg_)["score"].numpy()
+        return np.stack([score, 1 - score], 1)
+
+    def key_features(self, obs_df, items_df) -> dict[str, np.ndarray]:
+        """The rules' input columns (key features in original units + static attributes) per item."""
+        from tenfold.systems.rulenet.train import predict
+
+        p = self._prepared(obs_df, items_df)
+        return raw_features(self.model_, predict(self.model_, p, self.cfg_)["k"], p.data.static)
+
+    def explain(self, item_id: Any, obs_df, items_df) -> dict[str, Any]:
+        """The rule that fired for `item_id` and its most / least trusted observations."""
+        from tenfold.systems.rulenet.train import predict
+
+        p = self._prepared(obs_df, items_df)
+        where = np.flatnonzero(p.data.item_ids == item_id)
+        if not where.size:
+            raise InputError(f"explain: item_id {item_id!r} is not in the item table")
+        i = int(where[0])
+        out = predict(self.model_, p, self.cfg_)
+        pi = out["pi"][i] if out["pi"].shape[1] else torch.zeros(0)
+        return explain_item(self.model_, out["k"][i], pi, {k: v[i] for k, v in p.data.static.items()})
+
+    def export_rules(self) -> str:
+        """The learned rule set as text (re-parses to the same hard decision function)."""
+        from tenfold.systems.rulenet.train import predict
+
+        out = predict(self.model_, self._val, self.cfg_)
+        raw = raw_features(self.model_, out["k"], self._val.data.static)
+        return export_rules(self.model_, raw, self._val.tensors["labels"].numpy())
