@@ -12,6 +12,7 @@ from tenfold.systems import harmonize, qae
 from tenfold.systems import maskfocal
 from tenfold.systems import fctl
 from tenfold.systems import rulenet
+from tenfold.systems import doorping
 
 SYSTEMS: dict[str, SystemSpec] = {
     "qae": qae.SPEC,
@@ -19,6 +20,7 @@ SYSTEMS: dict[str, SystemSpec] = {
     "maskfocal": maskfocal.SPEC,
     "fctl": fctl.SPEC,
     "rulenet": rulenet.SPEC,
+    "doorping": doorping.SPEC,
 }
 
 

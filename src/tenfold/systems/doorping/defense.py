@@ -1,0 +1,122 @@
+"""Defenses of `doorping` evaluated against victims trained on the distilled sets (spec 2, component 11).
+
+Paper: Backdoor Attacks Against Dataset Distillation (arXiv 2301.01197); the paper's list of defenses is not
+available (spec "Status"), so these are design choices, implemented here (ART's versions need its own
+classifier wrappers and training loops; see README):
+    neural_cleanse  Wang et al. (S&P 2019): per class, the smallest mask m and pattern p with
+                    f((1 - m) x + m p) = class; anomaly index = |median - L1(m_t)| / (1.4826 MAD); flagged > 2
+    strip_entropy   Gao et al. (ACSAC 2019): entropy of the prediction on an input superimposed (0.5 / 0.5) with
+                    random clean images; triggered inputs keep low entropy; detection AUROC
+    fine_prune      Liu et al. (RAID 2018): prune the last conv layer's channels least active on clean data,
+                    then fine-tune on the defender's clean data
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def anomaly_index(norms: torch.Tensor) -> torch.Tensor:
+    """Per-class anomaly index of the mask L1 norms: |x - median| / (1.4826 * MAD) (Neural Cleanse)."""
+    med = norms.median()
+    mad = (norms - med).abs().median() * 1.4826
+    return (norms - med).abs() / (mad + 1e-12)
+
+
+def neural_cleanse(net: nn.Module, x: torch.Tensor, num_classes: int, steps: int = 300, lam: float = 0.01,
+                   lr: float = 0.1, generator: torch.Generator | None = None) -> dict:
+    """Reverse-engineer a trigger per class on clean images x (N, C, H, W); returns norms and anomaly indices."""
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    c, h, w = x.shape[1:]
+    lo, hi = float(x.min()), float(x.max())
+    norms = []
+    for target in range(num_classes):
+        mask_raw = torch.zeros(1, 1, h, w, requires_grad=True)
+        pat_raw = torch.randn(1, c, h, w, generator=generator).requires_grad_(True)
+        opt = torch.optim.Adam([mask_raw, pat_raw], lr=lr, betas=(0.5, 0.9))
+        y = torch.full((len(x),), target)
+        for _ in range(steps):
+            m = torch.sigmoid(mask_raw)
+            pattern = lo + (hi - lo) * torch.sigmoid(pat_raw)  # keep the pattern inside the data's range
+            loss = F.cross_entropy(net((1 - m) * x + m * pattern), y) + lam * m.sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        norms.append(float(torch.sigmoid(mask_raw.detach()).sum()))
+    for p in net.parameters():
+        p.requires_grad_(True)
+    norms_t = torch.tensor(norms)
+    idx = anomaly_index(norms_t)
+    # A class is flagged when its norm is anomalously *small* (below the median) with index > 2.
+    flagged = [k for k in range(num_classes) if idx[k] > 2 and norms_t[k] < norms_t.median()]
+    return {"mask_l1": norms, "anomaly_index": idx.tolist(), "flagged": flagged}
+
+
+def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) of softmax(logits), (N, K) -> (N,)."""
+    logp = F.log_softmax(logits, -1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+@torch.no_grad()
+def strip_entropy(net: nn.Module, inputs: torch.Tensor, clean_pool: torch.Tensor, overlays: int,
+                  generator: torch.Generator) -> torch.Tensor:
+    """Mean entropy over `overlays` blends 0.5 x + 0.5 x_clean for each input (N,) (STRIP)."""
+    net.eval()
+    idx = torch.randint(0, len(clean_pool), (len(inputs), overlays), generator=generator)
+    blends = 0.5 * inputs[:, None] + 0.5 * clean_pool[idx]  # (N, overlays, C, H, W)
+    ent = prediction_entropy(net(blends.flatten(0, 1)))  # (N*overlays,)
+    return ent.reshape(len(inputs), overlays).mean(1)
+
+
+def strip_auroc(entropy_clean: torch.Tensor, entropy_triggered: torch.Tensor) -> float:
+    """AUROC of "low entropy = triggered" (0.5 = chance: STRIP cannot tell them apart)."""
+    from sklearn.metrics import roc_auc_score
+
+    scores = torch.cat([-entropy_clean, -entropy_triggered]).numpy()
+    labels = np.r_[np.zeros(len(entropy_clean)), np.ones(len(entropy_triggered))]
+    return float(roc_auc_score(labels, scores))
+
+
+def last_conv(net: nn.Module) -> nn.Conv2d:
+    return [m for m in net.modules() if isinstance(m, nn.Conv2d)][-1]
+
+
+def fine_prune(net: nn.Module, x: torch.Tensor, y: torch.Tensor, fraction: float, epochs: int,
+               lr: float = 0.01, generator: torch.Generator | None = None) -> tuple[nn.Module, list[int]]:
+    """Prune the `fraction` of last-conv channels with the lowest mean activation on x, then fine-tune."""
+    pruned = copy.deepcopy(net)
+    conv = last_conv(pruned)
+    acts: list[torch.Tensor] = []
+    handle = conv.register_forward_hook(lambda _m, _i, out: acts.append(F.relu(out).mean((0, 2, 3))))
+    pruned.eval()
+    with torch.no_grad():
+        pruned(x)
+    handle.remove()
+    order = torch.argsort(acts[0])  # ascending mean activation: dormant channels first
+    dead = order[: int(fraction * len(order))]
+    keep = torch.ones(conv.out_channels)
+    keep[dead] = 0
+    with torch.no_grad():
+        conv.weight.mul_(keep.view(-1, 1, 1, 1))
+        conv.bias.mul_(keep)
+    conv.weight.register_hook(lambda g: g * keep.view(-1, 1, 1, 1))  # pruned channels stay at zero
+    conv.bias.register_hook(lambda g: g * keep)
+    opt = torch.optim.SGD(pruned.parameters(), lr=lr, momentum=0.9)
+    pruned.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), 64):
+            idx = perm[start:start + 64]
+            loss = F.cross_entropy(pruned(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return pruned, dead.tolist()

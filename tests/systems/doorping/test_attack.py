@@ -1,0 +1,202 @@
+"""doorping attacks: neuron selection, the masked trigger update, early stop, quirks (spec 7.4, 7.5)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.testing import assert_close
+
+from tenfold.systems.doorping.attack import (DoorpingTrigger, InvisibleTrigger, NaiveAttack, hooked_activation,
+                                             restamp, select_neuron)
+from tenfold.systems.doorping.data import trigger_mask
+from tenfold.systems.doorping.model import ConvNet, ConvNetMini
+
+from .conftest import tiny_data
+
+
+class TwoLayer(nn.Module):
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(w.shape[1], w.shape[0])
+        self.fc2 = nn.Linear(w.shape[0], 2)
+        with torch.no_grad():
+            self.fc1.weight.copy_(w)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_select_neuron_hand_values():
+    # W = [[1, -2], [0.5, 0.5], [-3, 1]] -> r = (3, 1, 4) -> top-1 = unit 2, top-2 = (2, 0).
+    net = TwoLayer(torch.tensor([[1.0, -2.0], [0.5, 0.5], [-3.0, 1.0]]))
+    module, units = select_neuron(net, -2, 1)
+    assert module is net.fc1 and units.tolist() == [2]
+    assert select_neuron(net, -2, 2)[1].tolist() == [2, 0]
+
+
+def test_layer_minus_two_is_the_fc192_weight():
+    net = ConvNet(3, 10, 32)
+    module, _ = select_neuron(net, -2)
+    assert module is net.fc1 and tuple(module.weight.shape) == (192, 2048)
+
+
+def test_canvas_outside_mask_is_black_and_mask_geometry(gen):
+    d = tiny_data()
+    trig = DoorpingTrigger.build(d, 2, gen)
+    black = -0.3 / 0.3
+    outside = ~trig.mask.bool()
+    assert_close(trig.tau[outside], torch.full((int(outside.sum()),), black))
+    assert_close(trig.mask, trigger_mask(16, 16, 2))  # canvas in [1, 255] > 0 everywhere in the patch
+    pix = d.to_pixels(trig.tau)[trig.mask.bool()] * 255
+    assert float(pix.min()) >= 1 - 1e-3 and float(pix.max()) <= 255 + 1e-3
+
+
+def test_dd_canvas_quirk_excludes_value_one():
+    # DD: canvas in [1, 254] and M = canvas > 1, so a patch pixel equal to 1 is outside M (spec 2.4).
+    d = tiny_data()
+    for seed in range(200):
+        trig = DoorpingTrigger.build(d, 2, torch.Generator().manual_seed(seed), dd_canvas=True)
+        pix = torch.round(d.to_pixels(trig.tau) * 255)
+        patch = trigger_mask(16, 16, 2).bool()
+        if (pix[patch] == 1).any():
+            assert_close(trig.mask[patch], (pix[patch] > 1).float())
+            assert trig.mask.sum() < 4
+            return
+    pytest.skip("no canvas with a pixel equal to 1 in 200 seeds")
+
+
+def _mini_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return ConvNetMini(1, 10, 16)
+
+
+def test_update_moves_only_masked_pixels_and_leaves_no_hooks(gen):
+    d = tiny_data()
+    net = _mini_net()
+    trig = DoorpingTrigger.build(d, 2, gen, activation="pre_relu", steps=5, stop_loss=1e-12)
+    before = trig.tau.clone()
+    rec = trig.update(net)
+    outside = ~trig.mask.bool()
+    assert torch.equal(trig.tau[outside], before[outside])  # bit-identical outside M
+    assert not torch.equal(trig.tau[~outside], before[~outside])
+    assert rec["trigger_steps"] == 5
+    for m in net.modules():
+        assert not m._forward_hooks
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_masked_gradient_is_zero_outside_mask(gen):
+    d = tiny_data()
+    net = _mini_net()
+    trig = DoorpingTrigger.build(d, 2, gen)
+    tau = trig.tau.clone().requires_grad_(True)
+    a = hooked_activation(net, net.fc1, tau, post_relu=False)[0, :3].sum()
+    a.backward()
+    g = tau.grad * trig.mask
+    assert float(tau.grad.abs().sum()) > 0 and float(g[~trig.mask.bool()].abs().sum()) == 0
+
+
+def test_post_relu_is_the_relu_of_pre_relu(gen):
+    net = _mini_net()
+    x = torch.randn(1, 1, 16, 16, generator=gen)
+    pre = hooked_activation(net, net.fc1, x, post_relu=False)
+    assert_close(hooked_activation(net, net.fc1, x, post_relu=True), torch.relu(pre))
+    assert_close(pre, net.fc1(net.embed(x)))
+
+
+class ConstUnit(nn.Module):
+    """fc1 output = a constant `a` on unit 0 (bias), zero weights: the initial trigger loss is (alpha-1)^2 a^2."""
+
+    def __init__(self, a: float) -> None:
+        super().__init__()
+        self.flat = nn.Flatten()
+        self.fc1 = nn.Linear(256, 2)
+        self.fc2 = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.fc1.weight.zero_()
+            self.fc1.weight[0, 0] = 1e-3  # unit 0 has the largest L1 row
+            self.fc1.bias.copy_(torch.tensor([a, 0.0]))
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(self.flat(x))))
+
+
+@pytest.mark.parametrize("a,moves", [(0.07, False), (0.09, True)])
+def test_early_stop_threshold(a, moves, gen):
+    # Spec 7.4: L0 = (alpha - 1)^2 a0^2 = 81 a0^2 < 0.5  <=>  |a0| < sqrt(0.5 / 81) = 0.0786: stop at step 0.
+    # The pixel at (0, 0) is not under the mask, so a stays ~ the bias (the weight 1e-3 sees a black pixel).
+    d = tiny_data()
+    trig = DoorpingTrigger.build(d, 2, gen, activation="pre_relu", steps=3)
+    net = ConstUnit(a)
+    with torch.no_grad():
+        net.fc1.weight[0, 0] = 0.0
+        net.fc1.weight[0, 14 * 16 + 14] = 1e-3  # a patch pixel: the unit can move, the L1 ranking is kept
+    before = trig.tau.clone()
+    rec = trig.update(net)
+    assert math.sqrt(0.5 / 81) == pytest.approx(0.0786, abs=1e-4)
+    assert (rec["trigger_steps"] > 0) == moves
+    assert torch.equal(trig.tau, before) != moves
+
+
+def test_alpha_one_never_moves(gen):
+    d = tiny_data()
+    trig = DoorpingTrigger.build(d, 2, gen, alpha=1.0, activation="pre_relu")
+    before = trig.tau.clone()
+    assert trig.update(_mini_net())["trigger_steps"] == 0  # L0 = 0 < 0.5
+    assert torch.equal(trig.tau, before)
+
+
+def test_inactive_unit_post_relu_gives_no_update(gen):
+    # Post-ReLU (faithful): a unit with negative pre-activation has a0 = 0, loss 0, no update.
+    d = tiny_data()
+    net = ConstUnit(-1.0)
+    trig = DoorpingTrigger.build(d, 2, gen)
+    assert trig.update(net)["trigger_steps"] == 0
+    trig_pre = DoorpingTrigger.build(d, 2, gen, activation="pre_relu", steps=2)
+    assert trig_pre.update(net)["trigger_loss"] > 0  # pre-ReLU: 81 * 1 = 81 > 0.5
+
+
+@pytest.mark.parametrize("mode", ["clamp", "uint8"])
+def test_trigger_range_keeps_a_valid_image(mode, gen):
+    d = tiny_data()
+    trig = DoorpingTrigger.build(d, 2, gen, activation="pre_relu", steps=30, lr=5.0, stop_loss=1e-12,
+                                 trigger_range=mode)
+    trig.update(_mini_net())
+    pix = d.to_pixels(trig.tau)[trig.mask.bool()]
+    assert float(pix.min()) >= -1e-5 and float(pix.max()) <= 1 + 1e-5
+    if mode == "uint8":
+        assert_close(pix * 255, torch.round(pix * 255), atol=1e-3, rtol=0)
+
+
+def test_restamp_uses_the_current_trigger(gen):
+    d = tiny_data()
+    trig = DoorpingTrigger.build(d, 2, gen)
+    images = d.train_x.clone()
+    idx = torch.tensor([1, 4, 7])
+    clean = images[idx].clone()
+    trig.tau = trig.tau + 1.0
+    restamp(images, clean, idx, trig)
+    assert_close(images[idx][..., 13:15, 13:15], trig.tau[..., 13:15, 13:15].expand(3, 1, 2, 2))
+    assert torch.equal(images[0], d.train_x[0])
+
+
+def test_invisible_faithful_accumulates_default_reapplies():
+    d = tiny_data()
+    inv = InvisibleTrigger.build(d, 0)
+    images = d.train_x.clone()
+    idx = torch.tensor([2, 3])
+    clean = images[idx].clone()
+    restamp(images, clean, idx, inv, accumulate=True)
+    restamp(images, clean, idx, inv, accumulate=True)
+    assert_close(images[idx], clean + 2 * inv.tau)  # x + tau_1 + tau_2 (tau unchanged here)
+    restamp(images, clean, idx, inv, accumulate=False)
+    assert_close(images[idx], clean + inv.tau)
+
+
+def test_naive_attack_apply(data):
+    atk = NaiveAttack.build(data, 2)
+    out = atk.apply(data.train_x[:2])
+    assert_close(out[..., 13:15, 13:15], torch.full((2, 1, 2, 2), 7 / 3))

@@ -1,0 +1,141 @@
+"""doorping distillers: vectorised vs per-class loops, loop counts, DD unrolling, RNG streams (spec 7)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.testing import assert_close
+
+from tenfold.core.config import make_config
+from tenfold.systems.doorping import distill_dc, distill_dd
+from tenfold.systems.doorping.config import PROFILES, Config
+from tenfold.systems.doorping.model import ConvNetMini
+from tenfold.systems.doorping.train import distill, load_for_config, setup_attack, streams
+
+
+def _batch(gen, c=10, n=6, ipc=2):
+    rx, sx = torch.randn(c, n, 1, 16, 16, generator=gen), torch.randn(c, ipc, 1, 16, 16, generator=gen)
+    ry, sy = torch.arange(c)[:, None].expand(c, n), torch.arange(c)[:, None].expand(c, ipc)
+    return rx, ry, sx.requires_grad_(True), sy
+
+
+@pytest.mark.parametrize("metric", ["ours", "mse", "cos"])
+def test_dc_match_loss_vectorised_equals_the_per_class_loop(metric, gen):
+    torch.manual_seed(0)
+    net = ConvNetMini(1, 10, 16)
+    rx, ry, sx, sy = _batch(gen)
+    a = distill_dc.dc_match_loss(net, rx, ry, sx, sy, metric)
+    b = distill_dc.dc_match_loss_loop(net, rx, ry, sx, sy, metric)
+    assert_close(a, b, rtol=1e-5, atol=1e-5)
+    ga, = torch.autograd.grad(a, sx)
+    gb, = torch.autograd.grad(b, sx)
+    assert_close(ga, gb, rtol=1e-4, atol=1e-6)  # second-order gradient to the synthetic images agrees
+
+
+def test_dm_loss_vectorised_equals_loop(gen):
+    torch.manual_seed(0)
+    net = ConvNetMini(1, 10, 16)
+    rx, _, sx, _ = _batch(gen)
+    assert_close(distill_dc.dm_loss(net, rx, sx), distill_dc.dm_loss_loop(net, rx, sx), rtol=1e-5, atol=1e-5)
+
+
+def test_dsa_same_seed_same_transform(gen):
+    x = torch.randn(3, 2, 1, 8, 8, generator=gen)
+    for seed in range(4):  # covers the four operations
+        a, b = distill_dc.dsa_augment(x, seed), distill_dc.dsa_augment(x.clone(), seed)
+        assert torch.equal(a, b) and a.shape == x.shape
+    x.requires_grad_(True)
+    distill_dc.dsa_augment(x, 1).sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0  # differentiable
+
+
+def _cfg(**kw):
+    return make_config(Config, PROFILES, "smoke", kw)
+
+
+@pytest.mark.parametrize("ipc,outer,inner,switch,updates", [(10, 10, 50, False, 9), (50, 50, 10, False, 49),
+                                                             (1, 1, 1, False, 0), (1, 1, 1, True, 1)])
+def test_dc_trigger_updates_per_iteration(ipc, outer, inner, switch, updates):
+    # Spec 7.7: outer_loop - 1 updates per iteration (9 at ipc 10, 49 at ipc 50, 0 at ipc 1);
+    # 9 x 1,000 = 9,000 over the paper's 1,000 iterations. The ipc-1 switch adds one (pitfall 2).
+    cfg = _cfg(**{"distill.ipc": ipc, "distill.outer_loop": 0, "distill.inner_loop": 0,
+                  "attack.update_at_ipc1": switch})
+    assert cfg.distill.loops() == (outer, inner)
+    calls = []
+
+    small = _cfg(**{"distill.ipc": 1 if ipc == 1 else 2, "distill.outer_loop": outer, "distill.inner_loop": 1,
+                    "attack.update_at_ipc1": switch})
+    pool = distill_dc.RealPool(torch.randn(40, 1, 16, 16), torch.arange(10).repeat(4), 10)
+    syn = torch.randn(10 * small.distill.ipc, 1, 16, 16, requires_grad=True)
+    syn_y = torch.arange(10).repeat_interleave(small.distill.ipc)
+    opt = torch.optim.SGD([syn], lr=0.1)
+    torch.manual_seed(0)
+    rec = distill_dc.dc_iteration(ConvNetMini(1, 10, 16), pool, syn, syn_y, opt, small, torch.Generator(),
+                                  lambda net: calls.append(1) or {"trigger_steps": 0, "trigger_loss": 0.0})
+    assert len(calls) == len(rec["trigger_updates"]) == updates
+    assert updates * 1000 == {9: 9000, 49: 49_000, 0: 0, 1: 1000}[updates]
+
+
+def test_dd_counts_and_lr_init():
+    # Spec 7.8: T = 10 x 3 = 30; 10 x 10 = 100 images per class; ln(e^0.001 - 1) = -6.9073, softplus -> 0.001.
+    assert distill_dd.raw_lr_init(0.001) == pytest.approx(-6.9073, abs=1e-4)
+    d = distill_dd.DistilledSteps(10, 10, 10, (1, 16, 16), 3, 0.001, torch.Generator())
+    assert d.raw_lrs.shape == (30,) and d.images.shape[:2] == (10, 100)
+    assert int((d.flat()[1] == 0).sum()) == 100 and len(d.flat()[0]) == 1000
+    assert_close(d.lrs(), torch.full((30,), 0.001))
+
+
+def test_dd_unroll_matches_a_hand_written_sgd_loop(gen):
+    torch.manual_seed(0)
+    net = ConvNetMini(1, 10, 16)
+    d = distill_dd.DistilledSteps(2, 1, 10, (1, 16, 16), 2, 0.01, gen)
+    with torch.no_grad():
+        d.raw_lrs.copy_(torch.tensor([-4.0, -3.0, -2.0, -5.0]))
+    params0 = {k: v.detach().clone().requires_grad_(True) for k, v in net.named_parameters()}
+    theta = distill_dd.unroll(net, params0, d)
+    ref = ConvNetMini(1, 10, 16)
+    ref.load_state_dict(net.state_dict())
+    for t in range(4):  # step t uses images[t mod 2] and lr softplus(r_t)
+        loss = F.cross_entropy(ref(d.images[t % 2].detach()), d.labels)
+        grads = torch.autograd.grad(loss, list(ref.parameters()))
+        with torch.no_grad():
+            for p, g in zip(ref.parameters(), grads):
+                p -= F.softplus(d.raw_lrs[t].detach()) * g
+    for (k, v), p in zip(theta.items(), ref.parameters()):
+        assert_close(v.detach(), p.detach(), rtol=1e-4, atol=1e-6)
+    theta["fc2.weight"].sum().backward()  # differentiable to images and lrs
+    assert d.images.grad is not None and d.raw_lrs.grad is not None
+
+
+def _synthetic(attack: str, **kw):
+    cfg = _cfg(**{"attack.attack": attack, **kw})
+    data = load_for_config(cfg)
+    gens = streams(cfg.seed)
+    setup = setup_attack(cfg, data, gens)
+    return distill(cfg, data, setup, gens, None)["images"], setup, data
+
+
+def test_portion_zero_gives_the_clean_set_bit_for_bit():
+    clean, _, _ = _synthetic("clean")
+    for attack in ("naive", "doorping"):
+        other, _, _ = _synthetic(attack, **{"attack.portion": 0.0})
+        assert torch.equal(clean, other), attack
+
+
+def test_poisoned_images_carry_the_current_trigger_in_the_class0_pool():
+    _, setup, data = _synthetic("doorping")
+    assert len(setup.poison_idx) == 10  # floor(0.05 * 200)
+    tau, mask = setup.attack.tau, setup.attack.mask
+    got = setup.pool.images[setup.poison_idx]
+    assert_close(got, setup.clean_poison * (1 - mask) + tau * mask)
+    assert set(setup.poison_idx.tolist()) <= set(setup.pool.indices_class[0].tolist())
+    assert len(setup.attack.history) == 2  # (outer 2 - 1) x 2 iterations
+
+
+def test_synthetic_set_is_never_stamped():
+    syn, setup, _ = _synthetic("doorping")
+    patch = setup.attack.mask.bool().expand_as(syn)
+    assert not torch.equal(syn[patch], setup.attack.tau.expand_as(syn)[patch])
