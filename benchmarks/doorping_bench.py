@@ -20,10 +20,9 @@ Each timing is the median of `--repeats` runs after one untimed warm-up.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import median_seconds
 
 from tenfold.systems.doorping import distill_dc
 from tenfold.systems.doorping.model import build_network
@@ -32,14 +31,6 @@ SCALES = {"quick": dict(arch="convnet_mini", channels=1, size=16, width=32, dept
           "paper": dict(arch="convnet", channels=3, size=32, width=128, depth=3, batch_real=256)}
 
 
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def bench(scale: str, repeats: int, ipc: int = 10) -> list[tuple[str, float, float]]:
@@ -58,9 +49,10 @@ def bench(scale: str, repeats: int, ipc: int = 10) -> list[tuple[str, float, flo
     def dm(fn):
         return lambda: fn(net, rx, syn).backward()
 
-    return [("DC outer step", _time(dc(distill_dc.dc_match_loss), repeats),
-             _time(dc(distill_dc.dc_match_loss_loop), repeats)),
-            ("DM iteration", _time(dm(distill_dc.dm_loss), repeats), _time(dm(distill_dc.dm_loss_loop), repeats))]
+    return [("DC outer step", median_seconds(dc(distill_dc.dc_match_loss), repeats),
+             median_seconds(dc(distill_dc.dc_match_loss_loop), repeats)),
+            ("DM iteration", median_seconds(dm(distill_dc.dm_loss), repeats),
+             median_seconds(dm(distill_dc.dm_loss_loop), repeats))]
 
 
 def main() -> None:

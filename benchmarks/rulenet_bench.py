@@ -20,10 +20,10 @@ Each timing is the median of --repeats runs after one warm-up; wall-clock via ti
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
+from timing import median_seconds
 
 from tenfold.core.config import make_config
 from tenfold.systems.rulenet.baselines import (EnsembleMember, fit_deep_ensemble, make_peers, static_onehot,
@@ -33,14 +33,6 @@ from tenfold.systems.rulenet.linking import GradientLinkingSearch
 from tenfold.systems.rulenet.train import make_optimizer, predict, prepare_run, run_epoch
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -62,23 +54,23 @@ def main() -> None:
     rows = []
     for link in ("search", "graft"):
         c = make_config(Config, PROFILES, "quick", {"data.num_train": n, "train.link": link})
-        s = timed(lambda c=c: run_epoch("joint", model, tr, opt, c, 0.3, gen, searcher), args.repeats)
+        s = median_seconds(lambda c=c: run_epoch("joint", model, tr, opt, c, 0.3, gen, searcher), args.repeats)
         rows.append((f"rulenet train (link={link})", n / s))
-    rows.append(("rulenet inference (hard rules)", n / timed(lambda: predict(model, te, cfg), args.repeats)))
+    rows.append(("rulenet inference (hard rules)", n / median_seconds(lambda: predict(model, te, cfg), args.repeats)))
     levels = {"grade": ["H", "L", "M"]}
     onehot = static_onehot(tr, levels)
     dim_in = tr.tensors["obs"].shape[-1] + tr.tensors["quality"].shape[-1]
     member = EnsembleMember(dim_in, onehot.shape[1])
-    s = timed(lambda: train_member(member, tr, onehot, 1, cfg.train.batch_size, 1e-3, gen), args.repeats)
+    s = median_seconds(lambda: train_member(member, tr, onehot, 1, cfg.train.batch_size, 1e-3, gen), args.repeats)
     rows.append(("deep ensemble train (5 members)", n / (5 * s)))
     ens = fit_deep_ensemble(tr, ctx["prepared"]["val"], 5, 1, 0)
-    rows.append(("deep ensemble inference (5 members)", n / timed(lambda: ens.predict(te), args.repeats)))
+    rows.append(("deep ensemble inference (5 members)", n / median_seconds(lambda: ens.predict(te), args.repeats)))
     gbdt = make_peers(tr, 0)[0]
-    s = timed(lambda: gbdt.estimator.fit(summary_stats(tr, gbdt.levels), (tr.tensors["labels"].numpy() == 0)),
+    s = median_seconds(lambda: gbdt.estimator.fit(summary_stats(tr, gbdt.levels), (tr.tensors["labels"].numpy() == 0)),
               args.repeats)
     rows.append(("GBDT train (HistGB, summary stats)", n / s))
     gbdt.threshold = 0.5
-    rows.append(("GBDT inference", n / timed(lambda: gbdt.predict(te), args.repeats)))
+    rows.append(("GBDT inference", n / median_seconds(lambda: gbdt.predict(te), args.repeats)))
     print(f"rulenet benchmark: {n} items, M = 16, {args.threads} threads, median of {args.repeats}; "
           f"data preparation (generate {n + 1000 + n} items, graphs): {prep_s:.1f} s")
     print(f"{'model':42s} {'items/s':>10s}")

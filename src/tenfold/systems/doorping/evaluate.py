@@ -42,7 +42,7 @@ def train_victim(net: nn.Module, x: torch.Tensor, y: torch.Tensor, vcfg, generat
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         losses.append(total / len(x))
         if ep == decay_after:
             for group in opt.param_groups:
