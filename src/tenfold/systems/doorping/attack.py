@@ -111,9 +111,10 @@ class DoorpingTrigger:
         geometry = trigger_mask(h, w, size, c)
         high = 255 if dd_canvas else 256  # randint's upper bound is exclusive: DC [1, 255], DD [1, 254]
         canvas = torch.zeros(1, c, h, w)
-        patch = torch.randint(1, high, (1, c, size, size), generator=generator).float()
+        patch = torch.randint(1, high, (1, c, size, size), generator=generator).float()  # CPU canvas stream
         canvas[..., h - 1 - size:h - 1, w - 1 - size:w - 1] = patch
         mask = (canvas > (1 if dd_canvas else 0)).float() * geometry  # DD quirk: a value of 1 is outside M
+        canvas, mask = canvas.to(data.device), mask.to(data.device)
         tau = data.from_pixels(canvas / 255.0)  # outside M: normalised black -mu/sigma (pitfall 13)
         return cls(tau, mask, data, **kw)
 
@@ -176,7 +177,7 @@ class InvisibleTrigger:
     @classmethod
     def build(cls, data: ImageData, target: int, **kw) -> "InvisibleTrigger":
         first = int(torch.nonzero(data.test_y == target)[0])
-        black = data.from_pixels(torch.zeros(1, *data.shape))
+        black = data.from_pixels(torch.zeros(1, *data.shape, device=data.device))
         return cls(data.test_x[first:first + 1].clone(), black, data,
                    threshold=float(1 / data.std.min()), **kw)
 

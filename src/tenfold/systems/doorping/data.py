@@ -50,12 +50,39 @@ class ImageData:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
 
+    @property
+    def device(self) -> torch.device:
+        return self.train_x.device
+
+    def to(self, device: torch.device | str) -> "ImageData":
+        """A copy with every tensor on `device` (the same object when already there)."""
+        device = torch.device(device)
+        if self.device == device and self.mean.device == device:
+            return self
+        return ImageData(self.name, self.train_x.to(device), self.train_y.to(device), self.test_x.to(device),
+                         self.test_y.to(device), self.mean.to(device), self.std.to(device), self.num_classes)
+
     def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised -> pixel space [0, 1] (unclipped)."""
         return x * self.std.view(1, -1, 1, 1) + self.mean.view(1, -1, 1, 1)
 
     def from_pixels(self, p: torch.Tensor) -> torch.Tensor:
         return (p - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+
+
+def to_device(obj, device: torch.device | str):
+    """Every tensor inside nested dicts / lists / tuples moved to `device` (others unchanged).
+
+    Design choice: artefacts and checkpoints are saved through `to_device(obj, "cpu")`, so a run directory
+    written on a GPU loads anywhere; on the CPU `.to` returns the tensor itself (results stay bit-identical).
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
 
 
 # ----------------------------------------------------------------------------- trigger geometry
@@ -89,7 +116,7 @@ def naive_trigger(data: ImageData, size: int, svhn_stripe: bool = False) -> tupl
         mask[:, : min(2, c), h - 1 - size:h - 1, :] = 1.0  # quirk [code]: R and G, full width
     else:
         mask = trigger_mask(h, w, size, c)
-    return tau, mask
+    return tau, mask.to(tau.device)
 
 
 def poison_subset(num_train: int, portion: float, generator: torch.Generator) -> torch.Tensor:

@@ -38,10 +38,10 @@ def neural_cleanse(net: nn.Module, x: torch.Tensor, num_classes: int, steps: int
     lo, hi = float(x.min()), float(x.max())
     norms = []
     for target in range(num_classes):
-        mask_raw = torch.zeros(1, 1, h, w, requires_grad=True)
-        pat_raw = torch.randn(1, c, h, w, generator=generator).requires_grad_(True)
+        mask_raw = torch.zeros(1, 1, h, w, device=x.device, requires_grad=True)
+        pat_raw = torch.randn(1, c, h, w, generator=generator).to(x.device).requires_grad_(True)
         opt = torch.optim.Adam([mask_raw, pat_raw], lr=lr, betas=(0.5, 0.9))
-        y = torch.full((len(x),), target)
+        y = torch.full((len(x),), target, device=x.device)
         for _ in range(steps):
             m = torch.sigmoid(mask_raw)
             pattern = lo + (hi - lo) * torch.sigmoid(pat_raw)  # keep the pattern inside the data's range
@@ -70,7 +70,7 @@ def strip_entropy(net: nn.Module, inputs: torch.Tensor, clean_pool: torch.Tensor
                   generator: torch.Generator) -> torch.Tensor:
     """Mean entropy over `overlays` blends 0.5 x + 0.5 x_clean for each input (N,) (STRIP)."""
     net.eval()
-    idx = torch.randint(0, len(clean_pool), (len(inputs), overlays), generator=generator)
+    idx = torch.randint(0, len(clean_pool), (len(inputs), overlays), generator=generator).to(clean_pool.device)
     blends = 0.5 * inputs[:, None] + 0.5 * clean_pool[idx]  # (N, overlays, C, H, W)
     ent = prediction_entropy(net(blends.flatten(0, 1)))  # (N*overlays,)
     return ent.reshape(len(inputs), overlays).mean(1)
@@ -80,7 +80,7 @@ def strip_auroc(entropy_clean: torch.Tensor, entropy_triggered: torch.Tensor) ->
     """AUROC of "low entropy = triggered" (0.5 = chance: STRIP cannot tell them apart)."""
     from sklearn.metrics import roc_auc_score
 
-    scores = torch.cat([-entropy_clean, -entropy_triggered]).numpy()
+    scores = torch.cat([-entropy_clean, -entropy_triggered]).cpu().numpy()
     labels = np.r_[np.zeros(len(entropy_clean)), np.ones(len(entropy_triggered))]
     return float(roc_auc_score(labels, scores))
 
@@ -102,7 +102,7 @@ def fine_prune(net: nn.Module, x: torch.Tensor, y: torch.Tensor, fraction: float
     handle.remove()
     order = torch.argsort(acts[0])  # ascending mean activation: dormant channels first
     dead = order[: int(fraction * len(order))]
-    keep = torch.ones(conv.out_channels)
+    keep = torch.ones(conv.out_channels, device=conv.weight.device)
     keep[dead] = 0
     with torch.no_grad():
         conv.weight.mul_(keep.view(-1, 1, 1, 1))
@@ -112,7 +112,7 @@ def fine_prune(net: nn.Module, x: torch.Tensor, y: torch.Tensor, fraction: float
     opt = torch.optim.SGD(pruned.parameters(), lr=lr, momentum=0.9)
     pruned.train()
     for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=generator)
+        perm = torch.randperm(len(x), generator=generator).to(x.device)
         for start in range(0, len(x), 64):
             idx = perm[start:start + 64]
             loss = F.cross_entropy(pruned(x[idx]), y[idx])

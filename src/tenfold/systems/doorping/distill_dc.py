@@ -137,7 +137,8 @@ class RealPool:
         Design choice: equal per-class batch sizes so the classes stack for vmap.
         """
         n = min(n, min(len(i) for i in self.indices_class))
-        idx = torch.stack([i[torch.randperm(len(i), generator=generator)[:n]] for i in self.indices_class])
+        idx = torch.stack([i[torch.randperm(len(i), generator=generator)[:n].to(i.device)]
+                           for i in self.indices_class])
         return self.images[idx], self.labels[idx]  # (C, n, ch, H, W), (C, n)
 
 
@@ -145,7 +146,7 @@ def init_synthetic(pool: RealPool, ipc: int, init: str, generator: torch.Generat
     """S (C*ipc, ch, H, W): N(0, 1) noise (the code's default) or random real images of each class."""
     shape = (pool.num_classes * ipc, *pool.images.shape[1:])
     if init == "noise":
-        return torch.randn(shape, generator=generator)
+        return torch.randn(shape, generator=generator).to(pool.images.device)  # drawn on the CPU stream
     return pool.batch(ipc, generator)[0].reshape(shape).clone()  # (C, ipc, ...) -> (C*ipc, ...)
 
 
@@ -154,7 +155,7 @@ def train_net_on(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
     """`epochs` shuffled passes of SGD on (x, y); returns the last batch loss."""
     loss = torch.tensor(0.0)
     for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=generator)
+        perm = torch.randperm(len(x), generator=generator).to(x.device)
         for start in range(0, len(x), batch):
             idx = perm[start:start + batch]
             loss = F.cross_entropy(net(x[idx]), y[idx])

@@ -34,7 +34,7 @@ def train_victim(net: nn.Module, x: torch.Tensor, y: torch.Tensor, vcfg, generat
     net.train()
     losses = []
     for ep in range(vcfg.epochs + 1):
-        perm = torch.randperm(len(x), generator=generator)
+        perm = torch.randperm(len(x), generator=generator).to(x.device)
         total = 0.0
         for start in range(0, len(x), vcfg.batch):
             idx = perm[start:start + vcfg.batch]
@@ -116,16 +116,23 @@ def defense_metrics(net: nn.Module, data: ImageData, clean_x: torch.Tensor, clea
             "finepruning_asr_nontarget": after["asr_nontarget"], "finepruning_pruned": len(dead)}
 
 
-def evaluate(cfg, run_dir: Path) -> dict[str, Any]:
-    """Rebuild the data, load S and the trigger from `run_dir`, train fresh victims, run the defenses."""
+def evaluate(cfg, run_dir: Path, device: torch.device | None = None) -> dict[str, Any]:
+    """Rebuild the data, load S and the trigger from `run_dir`, train fresh victims, run the defenses.
+
+    device: overrides `cfg.device`; the CPU artefacts are moved there.
+    """
+    from tenfold.core.runtime import select_device
+    from tenfold.systems.doorping.data import to_device
     from tenfold.systems.doorping.train import defender_data, load_for_config, victim_factory
 
     run = RunDir(run_dir)
     syn_path, trig_path = Path(run_dir) / "synset.pt", Path(run_dir) / "trigger.pt"
     if not syn_path.exists() or not trig_path.exists():
         raise FileNotFoundError(f"{syn_path}: no distilled set; run `tenfold train` to the end first")
-    syn, trig = torch.load(syn_path), torch.load(trig_path)
-    data = load_for_config(cfg)
+    device = select_device(cfg.device) if device is None else torch.device(device)
+    syn = torch.load(syn_path, map_location="cpu")
+    trig = to_device(torch.load(trig_path, map_location="cpu"), device)
+    data = load_for_config(cfg, device)
     gen = torch.Generator().manual_seed(cfg.seed + 2_000_003)  # evaluation stream
     target = cfg.attack.trigger_label
     triggers = {"trigger": (trig["tau"], trig["mask"], trig.get("additive", False))}

@@ -25,7 +25,7 @@ import torch
 
 from tenfold.core.claims import Claim, Relation
 from tenfold.core.config import make_config, override
-from tenfold.core.runtime import seed_everything
+from tenfold.core.runtime import seed_everything, select_device
 from tenfold.systems.doorping import distill_dc
 from tenfold.systems.doorping.config import PROFILES, Config
 from tenfold.systems.doorping.evaluate import defense_metrics
@@ -46,8 +46,9 @@ def _pm(m: dict, key: str) -> str:
     return f"{m[key]:.3f} ± {m[key + '_std']:.3f}"
 
 
-def run_three(cfg: Config, out_dir: Path) -> dict:
+def run_three(cfg: Config, out_dir: Path, device: torch.device | None = None) -> dict:
     """DOORPING, NAIVE, clean (in that order, so the clean victims also see the final DOORPING tau)."""
+    device = select_device(cfg.device) if device is None else device
     runs, wall = {}, {}
     for attack in ("doorping", "naive", "clean"):
         t0 = time.perf_counter()
@@ -57,7 +58,8 @@ def run_three(cfg: Config, out_dir: Path) -> dict:
             extra = {"doorping_trigger": (trig["tau"], trig["mask"], False)}
         c = override(cfg, {"attack.attack": attack})
         runs[attack] = run_pipeline(c, None, out_dir / attack, extra_triggers=extra,
-                                    keep_nets=attack in ("doorping", "clean") and cfg.defense.use_defenses)
+                                    keep_nets=attack in ("doorping", "clean") and cfg.defense.use_defenses,
+                                    device=device)
         wall[attack] = time.perf_counter() - t0
         m = runs[attack]["metrics"]
         log.info("doorping reproduce %s: CTA %s, asr_nontarget %s (%.0f s)", attack, _pm(m, "trigger/cta"),
@@ -65,15 +67,17 @@ def run_three(cfg: Config, out_dir: Path) -> dict:
     return {"runs": runs, "wall": wall}
 
 
-def ipc1_updates(cfg: Config) -> int:
+def ipc1_updates(cfg: Config, device: torch.device | None = None) -> int:
     """Trigger updates in one faithful DC iteration at ipc 1 (outer_loop 1): the code breaks before any."""
+    device = torch.device("cpu") if device is None else device
     c = override(cfg, {"distill.ipc": 1, "distill.outer_loop": 0, "distill.inner_loop": 0,
                        "attack.update_at_ipc1": False})
-    pool = distill_dc.RealPool(torch.randn(20, 1, 16, 16), torch.arange(10).repeat(2), 10)
-    syn = torch.randn(10, 1, 16, 16, requires_grad=True)
+    pool = distill_dc.RealPool(torch.randn(20, 1, 16, 16).to(device), torch.arange(10, device=device).repeat(2), 10)
+    syn = torch.randn(10, 1, 16, 16).to(device).requires_grad_(True)
     calls: list[int] = []
-    distill_dc.dc_iteration(ConvNetMini(1, 10, 16), pool, syn, torch.arange(10), torch.optim.SGD([syn], lr=0.1), c,
-                            torch.Generator().manual_seed(0), lambda net: calls.append(1) or {})
+    distill_dc.dc_iteration(ConvNetMini(1, 10, 16).to(device), pool, syn, torch.arange(10, device=device),
+                            torch.optim.SGD([syn], lr=0.1), c, torch.Generator().manual_seed(0),
+                            lambda net: calls.append(1) or {})
     return len(calls)
 
 
@@ -82,13 +86,14 @@ def reproduce(profile: str, seed: int, out_dir: Path) -> list[Claim]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
-    res = run_three(cfg, out_dir)
+    device = select_device(cfg.device)
+    res = run_three(cfg, out_dir, device)
     runs, wall = res["runs"], res["wall"]
     rows = _attack_rows(runs, wall, seed)
     if cfg.defense.use_defenses:
         rows += _defense_rows(cfg, runs, wall, seed)
     t0 = time.perf_counter()
-    n = ipc1_updates(cfg)
+    n = ipc1_updates(cfg, device)
     rows.append(_row("DC at ipc 1 never optimises the DOORPING trigger (faithful; pitfall 2)",
                      "trigger updates per iteration at ipc 1", "DOORPING faithful", n, "0 (code's break)", 0,
                      Relation("within", 0.0), seed, time.perf_counter() - t0,
@@ -176,7 +181,7 @@ def plot_synthetic(runs: dict, path: Path) -> None:
         r = runs[attack]
         syn, data = r["syn"], r["data"]
         order = torch.argsort(syn["labels"], stable=True)
-        pix = data.to_pixels(syn["images"][order]).clamp(0, 1)
+        pix = data.to_pixels(syn["images"][order]).clamp(0, 1).cpu()
         grid = make_grid(pix, nrow=max(1, len(order) // data.num_classes), padding=1, pad_value=1)
         ax.imshow(grid.permute(1, 2, 0).numpy())  # (C, H, W) -> (H, W, C)
         ax.set_title(f"{attack} (rows: classes 0..{data.num_classes - 1})")
@@ -198,7 +203,7 @@ def plot_trigger(runs: dict, path: Path) -> None:
     trig, data = r["trigger"], r["data"]
     h = data.shape[1]
     s = int(trig["mask"][0, 0].sum().sqrt())
-    patch = data.to_pixels(trig["tau"])[0, 0, h - 1 - s:h - 1, h - 1 - s:h - 1]
+    patch = data.to_pixels(trig["tau"])[0, 0, h - 1 - s:h - 1, h - 1 - s:h - 1].cpu()
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
     im = axes[0].imshow(patch.numpy(), cmap="coolwarm")
     for (i, j), v in zip([(i, j) for i in range(s) for j in range(s)], patch.flatten().tolist()):
@@ -208,7 +213,7 @@ def plot_trigger(runs: dict, path: Path) -> None:
     x = data.test_x[data.test_y != 0][:1]
     for ax, (name, tau) in zip(axes[1:], (("float tau", trig["tau"]), ("uint8-rendered tau", trig["tau_uint8"]))):
         stamped = x * (1 - trig["mask"]) + tau * trig["mask"]
-        ax.imshow(data.to_pixels(stamped)[0, 0].clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.imshow(data.to_pixels(stamped)[0, 0].clamp(0, 1).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
         ax.set_title(f"test image + {name}")
         ax.axis("off")
     fig.tight_layout()

@@ -11,6 +11,8 @@ Spec section 3, one synthetic set per run directory:
  5. train fresh victims on S and report CTA, ASR and asr_nontarget (mean and std over victims).
 Streams: one seeded generator per stream (keep, poison, canvas, nets, batches, victims), so that changing
 the attack does not shift the others (Design choice; the code reseeds from the wall clock).
+Device: the data, S, the triggers and every network live on `cfg.device`; random draws come from the CPU
+streams and are moved there (Design choice: the same draws on every device); artefacts are saved on the CPU.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from tenfold.systems.doorping import distill_dc, distill_dd
 from tenfold.systems.doorping.attack import DoorpingTrigger, InvisibleTrigger, NaiveAttack, restamp
 from tenfold.systems.doorping.config import Config
 from tenfold.systems.doorping.data import (ImageData, keep_fraction, load_data, poison_subset, render_uint8,
-                                           stamp, subsample, trigger_mask)
+                                           stamp, subsample, to_device, trigger_mask)
 from tenfold.systems.doorping.evaluate import train_victim, victim_metrics
 from tenfold.systems.doorping.model import build_network
 
@@ -42,24 +44,27 @@ def streams(seed: int) -> dict[str, torch.Generator]:
     return {name: torch.Generator().manual_seed(seed * 1009 + i) for i, name in enumerate(STREAMS)}
 
 
-def load_for_config(cfg: Config) -> ImageData:
-    """The configured data set (validated), subsampled to `data.num_train` when set."""
+def load_for_config(cfg: Config, device: torch.device | None = None) -> ImageData:
+    """The configured data set (validated), subsampled to `data.num_train` when set, on `device` (default CPU)."""
     d = cfg.data
     data = load_data(d.dataset, d.root, d.image_size, 0, cfg.attack.trigger_label)  # Design choice: fixed split
     if d.num_train:
         data = subsample(data, d.num_train, streams(cfg.seed)["subset"])
-    return data
+    return data if device is None else data.to(device)
 
 
 def network_builder(cfg: Config, data: ImageData, arch: str) -> Callable[[torch.Generator], nn.Module]:
     m = cfg.model
     c, h, _ = data.shape
-    return lambda g: build_network(arch, c, data.num_classes, h, m.width, m.depth, m.hidden, generator=g)
+    # The init is drawn on the CPU from the nets stream, then moved: the same weights on every device.
+    return lambda g: build_network(arch, c, data.num_classes, h, m.width, m.depth, m.hidden,
+                                   generator=g).to(data.device)
 
 
 def defender_data(cfg: Config, data: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
     """The defender's small clean set: `defense.num_clean` clean training images (never test images)."""
     idx = torch.randperm(len(data.train_x), generator=streams(cfg.seed)["defense"])[: cfg.defense.num_clean]
+    idx = idx.to(data.device)
     return data.train_x[idx], data.train_y[idx]
 
 
@@ -73,21 +78,21 @@ class AttackSetup:
 
 def setup_attack(cfg: Config, data: ImageData, gens: dict[str, torch.Generator]) -> AttackSetup:
     """Spec 3, step 2; the synthetic set is never stamped, only real images are (pitfall 9)."""
-    a, n = cfg.attack, len(data.train_x)
-    keep = keep_fraction(n, cfg.data.ori, gens["keep"])
+    a, n, dev = cfg.attack, len(data.train_x), data.device
+    keep = keep_fraction(n, cfg.data.ori, gens["keep"]).to(dev)
     x, y = data.train_x.clone(), data.train_y.clone()
     attack: Any = None
     if a.attack == "naive":  # stamped inside the data set, before the ori split [code]
         attack = NaiveAttack.build(data, a.backdoor_size, a.faithful)
-        flag = torch.zeros(n, dtype=torch.bool)
-        flag[poison_subset(n, a.portion, gens["poison"])] = True
+        flag = torch.zeros(n, dtype=torch.bool, device=dev)
+        flag[poison_subset(n, a.portion, gens["poison"]).to(dev)] = True
         x[flag], y[flag] = attack.apply(x[flag]), a.trigger_label
         x, y = x[keep], y[keep]
         poison_idx = torch.nonzero(flag[keep]).flatten()
         clean = data.train_x[keep][poison_idx]
     else:
         x, y = x[keep], y[keep]
-        poison_idx = poison_subset(len(x), a.portion if a.attack != "clean" else 0.0, gens["poison"])
+        poison_idx = poison_subset(len(x), a.portion if a.attack != "clean" else 0.0, gens["poison"]).to(dev)
         clean = x[poison_idx].clone()
         if a.attack == "doorping":
             attack = DoorpingTrigger.build(data, a.backdoor_size, gens["canvas"],
@@ -144,7 +149,7 @@ def distill(cfg: Config, data: ImageData, setup: AttackSetup, gens: dict, run: R
     hook = trigger_hook(cfg, setup)
     if d.method == "dd":
         return _distill_dd(cfg, data, setup, gens, run, build, hook)
-    syn_y = torch.arange(data.num_classes).repeat_interleave(d.ipc)  # (C*ipc,) [0,0,..,1,1,..]
+    syn_y = torch.arange(data.num_classes, device=data.device).repeat_interleave(d.ipc)  # (C*ipc,) [0,0,..,1,1,..]
     syn = distill_dc.init_synthetic(setup.pool, d.ipc, d.init, gens["syn"]).requires_grad_(True)
     opt_img = torch.optim.SGD([syn], lr=d.lr_img, momentum=d.momentum_img)
     start = _resume(run, syn, opt_img, setup, gens)
@@ -169,21 +174,23 @@ def distill(cfg: Config, data: ImageData, setup: AttackSetup, gens: dict, run: R
 
 
 def _save(run: RunDir, it: int, syn, opt, setup: AttackSetup, gens: dict, extra: dict | None = None) -> None:
-    run.save_checkpoint({"kind": "distill", "iter": it, "syn": syn.detach().clone(), "opt": opt.state_dict(),
-                         "attack": _attack_state(setup.attack), "poisoned": setup.pool.images[setup.poison_idx],
-                         "gens": {k: g.get_state() for k, g in gens.items()}, **(extra or {})})
+    state = {"kind": "distill", "iter": it, "syn": syn.detach().clone(), "opt": opt.state_dict(),
+             "attack": _attack_state(setup.attack), "poisoned": setup.pool.images[setup.poison_idx],
+             "gens": {k: g.get_state() for k, g in gens.items()}, **(extra or {})}
+    run.save_checkpoint(to_device(state, "cpu"))  # device-independent checkpoint
 
 
 def _resume(run: RunDir | None, syn, opt, setup: AttackSetup, gens: dict, extra: Callable | None = None) -> int:
     ckpt = run.load_checkpoint() if run is not None else None
     if ckpt is None or ckpt.get("kind") != "distill":
         return 0
+    dev = setup.pool.images.device
     with torch.no_grad():
         syn.copy_(ckpt["syn"])
-    opt.load_state_dict(ckpt["opt"])
+    opt.load_state_dict(ckpt["opt"])  # the optimiser moves its state to the parameters' device
     for k, v in ckpt["attack"].items():
-        setattr(setup.attack, k, v)
-    setup.pool.images[setup.poison_idx] = ckpt["poisoned"]
+        setattr(setup.attack, k, to_device(v, dev))
+    setup.pool.images[setup.poison_idx] = ckpt["poisoned"].to(dev)
     for k, g in gens.items():
         g.set_state(ckpt["gens"][k])
     if extra is not None:
@@ -200,7 +207,7 @@ def _distill_dd(cfg: Config, data: ImageData, setup: AttackSetup, gens: dict, ru
     net = build(gens["nets"])
     params0 = {k: v.detach().clone().requires_grad_(True) for k, v in net.named_parameters()}  # known init
     distilled = distill_dd.DistilledSteps(d.dd_steps, d.dd_images_per_step, data.num_classes, data.shape,
-                                          d.dd_epochs, d.dd_lr_init, gens["syn"])
+                                          d.dd_epochs, d.dd_lr_init, gens["syn"]).to(data.device)
     opt = torch.optim.Adam(distilled.parameters(), lr=d.dd_outer_lr, betas=(0.5, 0.999))
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=40, gamma=0.5)
     start = _resume(run, distilled.images, opt, setup, gens, lambda ck: (
@@ -209,7 +216,7 @@ def _distill_dd(cfg: Config, data: ImageData, setup: AttackSetup, gens: dict, ru
     bar = progress_bar(d.iterations, f"doorping dd {cfg.attack.attack}")
     bar.update(start)
     for epoch in range(start, d.iterations):
-        perm = torch.randperm(len(pool.images), generator=gens["batches"])
+        perm = torch.randperm(len(pool.images), generator=gens["batches"]).to(data.device)
         recs = []
         for s in range(0, len(perm), d.dd_batch_real):
             idx = perm[s:s + d.dd_batch_real]
@@ -236,11 +243,12 @@ def _distill_dd(cfg: Config, data: ImageData, setup: AttackSetup, gens: dict, ru
 def victim_factory(cfg: Config, data: ImageData, syn: dict, arch: str) -> Callable:
     """make_victim(generator) -> (net, losses): SGD on S (DC / DSA / DM), or DD's learned steps."""
     build = network_builder(cfg, data, arch)
+    syn = to_device(syn, data.device)  # S loaded from synset.pt is on the CPU
     if "dd" in syn and arch == cfg.model.arch:
         dd = syn["dd"]
         d = cfg.distill
         distilled = distill_dd.DistilledSteps(d.dd_steps, d.dd_images_per_step, data.num_classes, data.shape,
-                                              d.dd_epochs, d.dd_lr_init, torch.Generator())
+                                              d.dd_epochs, d.dd_lr_init, torch.Generator()).to(data.device)
         distilled.images.data.copy_(dd["images"])
         distilled.raw_lrs.data.copy_(dd["raw_lrs"])
         template = build(torch.Generator().manual_seed(0))
@@ -271,25 +279,27 @@ def save_artefacts(out: Path, data: ImageData, syn: dict, trig: dict, ipc_rows: 
     from torchvision.utils import save_image
 
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v for k, v in syn.items()}, out / "synset.pt")
-    torch.save(trig, out / "trigger.pt")
-    pix = data.to_pixels(syn["images"]).clamp(0, 1)
-    order = torch.argsort(syn["labels"], stable=True)
+    torch.save(to_device(syn, "cpu"), out / "synset.pt")  # device-independent artefacts
+    torch.save(to_device(trig, "cpu"), out / "trigger.pt")
+    pix = data.to_pixels(syn["images"]).clamp(0, 1).cpu()
+    order = torch.argsort(syn["labels"], stable=True).cpu()
     save_image(pix[order], out / "synset.png", nrow=max(1, len(order) // data.num_classes), padding=1)
     tau = trig["tau"] if trig["additive"] else stamp(torch.zeros_like(trig["tau"]) + data.from_pixels(
         torch.full_like(trig["tau"], 0.5)), trig["tau"], trig["mask"])  # the trigger on a grey canvas
     big = torch.nn.functional.interpolate(data.to_pixels(tau).clamp(0, 1), scale_factor=8, mode="nearest")
-    save_image(big, out / "trigger.png")
+    save_image(big.cpu(), out / "trigger.png")
 
 
 def run_pipeline(cfg: Config, run: RunDir | None, out: Path | None, extra_triggers: dict | None = None,
-                 keep_nets: bool = False) -> dict[str, Any]:
+                 keep_nets: bool = False, device: torch.device | None = None) -> dict[str, Any]:
     """Steps 1-5 for one config; the run directory (if any) gets checkpoints and metrics.
 
     extra_triggers: {name: (tau, mask, additive)} also scored on the victims (e.g. the DOORPING trigger on a
     clean-distilled victim); keep_nets returns the trained victims under "nets" (for the defenses).
+    device: where the data, S, the triggers and the networks live (default CPU); the returned "syn",
+    "trigger", "data" and "nets" stay there.
     """
-    data = load_for_config(cfg)
+    data = load_for_config(cfg, device)
     gens = streams(cfg.seed)
     setup = setup_attack(cfg, data, gens)
     t0 = time.perf_counter()
@@ -302,7 +312,7 @@ def run_pipeline(cfg: Config, run: RunDir | None, out: Path | None, extra_trigge
     triggers = {"trigger": (trig["tau"], trig["mask"], trig["additive"])}
     if cfg.attack.attack == "doorping":
         triggers["trigger_uint8"] = (trig["tau_uint8"], trig["mask"], False)
-    triggers.update(extra_triggers or {})
+    triggers.update(to_device(extra_triggers or {}, data.device))
     res = victim_metrics(victim_factory(cfg, data, syn, cfg.model.arch), data, triggers, cfg.victim.num_victims,
                          gens["victims"], cfg.attack.trigger_label, keep_nets=keep_nets)
     nets = res.pop("nets", [])
@@ -320,23 +330,23 @@ def run_pipeline(cfg: Config, run: RunDir | None, out: Path | None, extra_trigge
     return {"metrics": res, "syn": syn, "trigger": trig, "data": data, "setup": setup, "nets": nets}
 
 
-def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
-    """Distil one synthetic set (clean / NAIVE / DOORPING / INVISIBLE) and score fresh victims on it."""
+def train(cfg: Config, run_dir: Path, device: torch.device | None = None) -> dict[str, Any]:
+    """Distil one synthetic set (clean / NAIVE / DOORPING / INVISIBLE) and score fresh victims on it.
+
+    device: overrides `cfg.device` (default: `select_device(cfg.device)`, CUDA when "auto" finds one).
+    """
     t0 = time.perf_counter()
-    device = select_device(cfg.device)
-    if device.type != "cpu":
-        # Deviation: this build runs on the CPU; the full profile's GPU path is not implemented (README).
-        log.warning("doorping runs on the CPU in this build; ignoring device %s", device)
+    device = select_device(cfg.device) if device is None else torch.device(device)
     if cfg.distill.method in ("dc", "dsa"):
         cfg.distill.loops()  # a missing loop table entry is a ConfigError before anything is written
     data = load_for_config(cfg)  # input errors surface here, before anything is written
     trigger_mask(data.shape[1], data.shape[2], cfg.attack.backdoor_size)  # a trigger larger than the image
     run = RunDir(run_dir)
     run.write_config(cfg)
-    result = run_pipeline(cfg, run, Path(run_dir))
+    result = run_pipeline(cfg, run, Path(run_dir), device=device)
     metrics = {k: v for k, v in result["metrics"].items() if not k.endswith("_all")}
     run.save_checkpoint({"kind": "final", "iter": cfg.distill.iterations})
-    run.write_summary(metrics, time.perf_counter() - t0, "cpu")
+    run.write_summary(metrics, time.perf_counter() - t0, str(device))
     log.info("doorping %s: CTA %.3f, asr_nontarget %.3f", cfg.attack.attack, metrics["trigger/cta"],
              metrics["trigger/asr_nontarget"])
     return metrics
