@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+import importlib
 from typing import Any, Callable, Mapping
 
 from tenfold.core.claims import Claim
@@ -37,3 +38,14 @@ class SystemSpec:
     evaluate: Callable[[Any, Path], dict]
     reproduce: Callable[[str, int, Path], list[Claim]]
     reproduce_minutes: float
+
+
+def deferred(module: str, name: str) -> Callable[..., Any]:
+    """`module.name`, imported on the first call: keeps importing a system (and so `tenfold list`) cheap, since
+    train / evaluate / reproduce pull in heavy dependencies (spec registry rule: importing a system is cheap)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = f"{module}.{name}"
+    return call

@@ -12,26 +12,8 @@ Component -> file map (spec ../shared/specs/doorping.md, section 2):
   defenses (Neural Cleanse, STRIP, fine-pruning) .... defense.py
 """
 
-from tenfold.core.registry import SystemSpec
+from tenfold.core.registry import SystemSpec, deferred
 from tenfold.systems.doorping.config import PROFILES, Config
-
-
-def _train(cfg, run_dir):
-    from tenfold.systems.doorping.train import train
-
-    return train(cfg, run_dir)
-
-
-def _evaluate(cfg, run_dir):
-    from tenfold.systems.doorping.evaluate import evaluate
-
-    return evaluate(cfg, run_dir)
-
-
-def _reproduce(profile, seed, out_dir):
-    from tenfold.systems.doorping.reproduce import reproduce
-
-    return reproduce(profile, seed, out_dir)
 
 
 SPEC = SystemSpec(
@@ -40,8 +22,8 @@ SPEC = SystemSpec(
     arxiv="2301.01197",
     config_cls=Config,
     profiles=PROFILES,
-    train=_train,
-    evaluate=_evaluate,
-    reproduce=_reproduce,
+    train=deferred("tenfold.systems.doorping.train", "train"),
+    evaluate=deferred("tenfold.systems.doorping.evaluate", "evaluate"),
+    reproduce=deferred("tenfold.systems.doorping.reproduce", "reproduce"),
     reproduce_minutes=10.0,
 )

@@ -12,26 +12,8 @@ Component -> file map (spec ../shared/specs/fctl.md, section 2):
   mIoU (class 0 dropped), peak memory .................................... evaluate.py
 """
 
-from tenfold.core.registry import SystemSpec
+from tenfold.core.registry import SystemSpec, deferred
 from tenfold.systems.fctl.config import PROFILES, Config
-
-
-def _train(cfg, run_dir):
-    from tenfold.systems.fctl.train import train
-
-    return train(cfg, run_dir)
-
-
-def _evaluate(cfg, run_dir):
-    from tenfold.systems.fctl.evaluate import evaluate
-
-    return evaluate(cfg, run_dir)
-
-
-def _reproduce(profile, seed, out_dir):
-    from tenfold.systems.fctl.reproduce import reproduce
-
-    return reproduce(profile, seed, out_dir)
 
 
 SPEC = SystemSpec(
@@ -41,8 +23,8 @@ SPEC = SystemSpec(
     arxiv="2109.02580",
     config_cls=Config,
     profiles=PROFILES,
-    train=_train,
-    evaluate=_evaluate,
-    reproduce=_reproduce,
+    train=deferred("tenfold.systems.fctl.train", "train"),
+    evaluate=deferred("tenfold.systems.fctl.evaluate", "evaluate"),
+    reproduce=deferred("tenfold.systems.fctl.reproduce", "reproduce"),
     reproduce_minutes=15.0,
 )

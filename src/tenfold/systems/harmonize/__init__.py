@@ -11,26 +11,8 @@ Component -> file map (spec ../shared/specs/harmonize.md, section 2):
   metrics (IoU, F1, OI, oracle-threshold F1) ......... evaluate.py
 """
 
-from tenfold.core.registry import SystemSpec
+from tenfold.core.registry import SystemSpec, deferred
 from tenfold.systems.harmonize.config import PROFILES, Config
-
-
-def _train(cfg, run_dir):
-    from tenfold.systems.harmonize.train import train
-
-    return train(cfg, run_dir)
-
-
-def _evaluate(cfg, run_dir):
-    from tenfold.systems.harmonize.evaluate import evaluate
-
-    return evaluate(cfg, run_dir)
-
-
-def _reproduce(profile, seed, out_dir):
-    from tenfold.systems.harmonize.reproduce import reproduce
-
-    return reproduce(profile, seed, out_dir)
 
 
 SPEC = SystemSpec(
@@ -39,8 +21,8 @@ SPEC = SystemSpec(
     arxiv="2211.05295",
     config_cls=Config,
     profiles=PROFILES,
-    train=_train,
-    evaluate=_evaluate,
-    reproduce=_reproduce,
+    train=deferred("tenfold.systems.harmonize.train", "train"),
+    evaluate=deferred("tenfold.systems.harmonize.evaluate", "evaluate"),
+    reproduce=deferred("tenfold.systems.harmonize.reproduce", "reproduce"),
     reproduce_minutes=10.0,
 )

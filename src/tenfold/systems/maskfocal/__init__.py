@@ -11,26 +11,8 @@ Component -> file map (spec ../shared/specs/maskfocal.md, section 2):
   torchrun / DistributedDataParallel helpers ................. distributed.py
 """
 
-from tenfold.core.registry import SystemSpec
+from tenfold.core.registry import SystemSpec, deferred
 from tenfold.systems.maskfocal.config import PROFILES, Config
-
-
-def _train(cfg, run_dir):
-    from tenfold.systems.maskfocal.train import train
-
-    return train(cfg, run_dir)
-
-
-def _evaluate(cfg, run_dir):
-    from tenfold.systems.maskfocal.evaluate import evaluate
-
-    return evaluate(cfg, run_dir)
-
-
-def _reproduce(profile, seed, out_dir):
-    from tenfold.systems.maskfocal.reproduce import reproduce
-
-    return reproduce(profile, seed, out_dir)
 
 
 SPEC = SystemSpec(
@@ -39,8 +21,8 @@ SPEC = SystemSpec(
     arxiv="2212.11542",
     config_cls=Config,
     profiles=PROFILES,
-    train=_train,
-    evaluate=_evaluate,
-    reproduce=_reproduce,
+    train=deferred("tenfold.systems.maskfocal.train", "train"),
+    evaluate=deferred("tenfold.systems.maskfocal.evaluate", "evaluate"),
+    reproduce=deferred("tenfold.systems.maskfocal.reproduce", "reproduce"),
     reproduce_minutes=10.0,
 )

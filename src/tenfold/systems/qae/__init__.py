@@ -10,26 +10,8 @@ Component -> file map (spec ../shared/specs/qae.md, section 2):
   learners compared at equal budgets ...... learning.py
 """
 
-from tenfold.core.registry import SystemSpec
+from tenfold.core.registry import SystemSpec, deferred
 from tenfold.systems.qae.config import PROFILES, Config
-
-
-def _train(cfg, run_dir):
-    from tenfold.systems.qae.train import train
-
-    return train(cfg, run_dir)
-
-
-def _evaluate(cfg, run_dir):
-    from tenfold.systems.qae.evaluate import evaluate
-
-    return evaluate(cfg, run_dir)
-
-
-def _reproduce(profile, seed, out_dir):
-    from tenfold.systems.qae.reproduce import reproduce
-
-    return reproduce(profile, seed, out_dir)
 
 
 SPEC = SystemSpec(
@@ -38,8 +20,8 @@ SPEC = SystemSpec(
     arxiv="2005.11149",
     config_cls=Config,
     profiles=PROFILES,
-    train=_train,
-    evaluate=_evaluate,
-    reproduce=_reproduce,
+    train=deferred("tenfold.systems.qae.train", "train"),
+    evaluate=deferred("tenfold.systems.qae.evaluate", "evaluate"),
+    reproduce=deferred("tenfold.systems.qae.reproduce", "reproduce"),
     reproduce_minutes=3.0,
 )

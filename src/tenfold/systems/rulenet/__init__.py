@@ -14,26 +14,8 @@ Component -> file map (spec section 2):
   AI4I-style generator, real-format reader . data.py
 """
 
-from tenfold.core.registry import SystemSpec
+from tenfold.core.registry import SystemSpec, deferred
 from tenfold.systems.rulenet.config import PROFILES, Config
-
-
-def _train(cfg, run_dir):
-    from tenfold.systems.rulenet.train import train
-
-    return train(cfg, run_dir)
-
-
-def _evaluate(cfg, run_dir):
-    from tenfold.systems.rulenet.evaluate import evaluate
-
-    return evaluate(cfg, run_dir)
-
-
-def _reproduce(profile, seed, out_dir):
-    from tenfold.systems.rulenet.reproduce import reproduce
-
-    return reproduce(profile, seed, out_dir)
 
 
 SPEC = SystemSpec(
@@ -42,8 +24,8 @@ SPEC = SystemSpec(
     arxiv="2211.04693",
     config_cls=Config,
     profiles=PROFILES,
-    train=_train,
-    evaluate=_evaluate,
-    reproduce=_reproduce,
+    train=deferred("tenfold.systems.rulenet.train", "train"),
+    evaluate=deferred("tenfold.systems.rulenet.evaluate", "evaluate"),
+    reproduce=deferred("tenfold.systems.rulenet.reproduce", "reproduce"),
     reproduce_minutes=10.0,
 )
