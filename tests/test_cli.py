@@ -106,15 +106,16 @@ def test_bad_states_file_exits_2(tmp_path, capsys):
 
 def test_reproduce_smoke_writes_report_and_report_rerenders(tmp_path, capsys):
     out = tmp_path / "rep"
-    code = main(["--quiet", "reproduce", "qae", "--profile", "smoke", "--seed", "3", "--out", str(out)])
+    code = main(["--quiet", "reproduce", "qae", "--profile", "smoke", "--seed", "3", "--seeds", "2", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "claims hold" in printed
+    assert "claims: " in printed and "checks: " in printed
     payload = json.loads((out / "claims.json").read_text())
-    assert payload["seed"] == 3 and payload["systems"]["qae"]["status"] == "ok"
-    assert payload["claims"] and all(c["verdict"] in ("holds", "fails") for c in payload["claims"])
-    assert all(c["system"] == "qae" and c["seeds"] for c in payload["claims"])
-    assert len(list((out / "qae").glob("*.png"))) >= 2
+    assert payload["seeds"] == [3, 4] and payload["systems"]["qae"]["status"] == "ok"
+    assert payload["claims"] and all(c["verdict"] in ("holds", "fails", "inconclusive") for c in payload["claims"])
+    assert all(c["system"] == "qae" and c["seeds"] == [3, 4] for c in payload["claims"])
+    assert {c["kind"] for c in payload["claims"]} == {"claim", "check"}
+    assert len(list((out / "qae" / "seed-3").glob("*.png"))) >= 2
     html = (out / "index.html").read_text()
     assert html.count("<tr class=") == len(payload["claims"]) and "data:image/png;base64," in html
     assert main(["report", str(out)]) == 0

@@ -54,3 +54,42 @@ def test_smoke_train_then_evaluate(key):
         assert all(v == v for v in metrics.values() if isinstance(v, float))  # no NaN metric
         evaluated = spec.evaluate(cfg, Path(tmp))
         assert evaluated
+
+
+PREDICT_KEYS = [k for k in KEYS if SYSTEMS[k].predict is not None]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_dev_seeds_are_listed(key):
+    assert all(isinstance(s, int) for s in SYSTEMS[key].dev_seeds) and SYSTEMS[key].dev_seeds
+
+
+def test_predict_is_refused_with_exit_2_by_systems_without_it(tmp_path, capsys):
+    from tenfold.cli import main
+
+    for key in [k for k in KEYS if SYSTEMS[k].predict is None]:
+        assert main(["predict", key, "--run", str(tmp_path), "--input", "x", "--output", "y"]) == 2
+        assert "does not offer predict" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", PREDICT_KEYS)
+def test_predict_bad_inputs_exit_2_naming_the_file(key, tmp_path, capsys):
+    from tenfold.cli import main
+
+    run = tmp_path / "run"
+    assert main(["--quiet", "train", key, "--profile", "smoke", "--out", str(run)]) == 0
+    capsys.readouterr()
+    missing = tmp_path / "missing.bin"
+    assert main(["predict", key, "--run", str(run), "--input", str(missing), "--output", str(tmp_path / "o")]) == 2
+    assert "missing.bin" in capsys.readouterr().err
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"\x00\xffnot a file of the field's format")
+    out = tmp_path / "out.json"
+    assert main(["predict", key, "--run", str(run), "--input", str(garbage), "--output", str(out)]) == 2
+    assert "garbage.npz" in capsys.readouterr().err and not out.exists()  # nothing half-written
+    other = next(k for k in KEYS if k != key)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "run.json").write_text(json.dumps({"system": other, "profile": "smoke"}))
+    assert main(["predict", key, "--run", str(tmp_path / "other"), "--input", str(garbage), "--output",
+                 str(out)]) == 2
+    assert f"trained by {other!r}" in capsys.readouterr().err

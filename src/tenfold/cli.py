@@ -5,7 +5,8 @@
     tenfold train <key> --profile P [--set k=v ...] [--out DIR] [--seed N] [--device D]
     tenfold eval --run DIR
     tenfold smoke [keys...]
-    tenfold reproduce [keys...] [--profile quick] [--seed N] [--out DIR]
+    tenfold reproduce [keys...] [--profile quick] [--seed BASE] [--seeds N] [--out DIR] [--force] [--jobs N]
+    tenfold predict <key> --run DIR --input PATH --output PATH
     tenfold report DIR
 
 Exit codes: 0 success; 2 usage or input error (the message names the field or file); 1 a failed run.
@@ -23,10 +24,11 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from tenfold.core.claims import Claim, format_table
+from tenfold.core.claims import format_table
 from tenfold.core.config import PROFILE_NAMES, load_config, make_config, parse_set_args, to_dict
 from tenfold.core.errors import InputError
 from tenfold.core.registry import SystemSpec
+from tenfold.core.reproduction import DEFAULT_NUM_SEEDS, DEFAULT_SEED_BASE
 from tenfold.core.runtime import LOGGER_NAME, select_device
 from tenfold.systems import get_system
 
@@ -126,33 +128,48 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from tenfold.core.report import write_report
+    from tenfold.core.reproduction import claim_seeds, reproduce
 
-    keys = args.keys or list(_systems())
-    specs = [get_system(k) for k in keys]
+    keys = list(dict.fromkeys(args.keys)) if args.keys else list(_systems())
+    for key in keys:
+        get_system(key)  # an unknown name is an input error before anything runs
+    if args.seeds < 1:
+        raise InputError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.jobs < 1:
+        raise InputError(f"--jobs must be >= 1, got {args.jobs}")
+    seeds = claim_seeds(args.seed, args.seeds)
     out = Path(args.out)
-    claims: list[Claim] = []
-    systems_meta: dict[str, dict] = {}
-    for spec in specs:
-        t0 = time.perf_counter()
-        log.info("reproducing %s (%s profile, seed %d; budget %.0f min on 2 CPU cores)", spec.key,
-                 args.profile, args.seed, spec.reproduce_minutes)
-        try:
-            rows = spec.reproduce(args.profile, args.seed, out / spec.key)
-            claims.extend(rows)
-            systems_meta[spec.key] = {"status": "ok", "wall_time_s": time.perf_counter() - t0,
-                                      "claims": len(rows), "budget_minutes": spec.reproduce_minutes}
-        except Exception as err:  # one broken system must not hide the others' claims
-            traceback.print_exc()
-            systems_meta[spec.key] = {"status": "error", "error": f"{type(err).__name__}: {err}",
-                                      "wall_time_s": time.perf_counter() - t0}
-    meta = {"profile": args.profile, "seed": args.seed, "systems": systems_meta}
-    paths = write_report(out, claims, meta)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    claims, meta = reproduce(keys, args.profile, seeds, out, force=args.force, jobs=args.jobs)
     print(format_table(claims))
-    for key, facts in systems_meta.items():
-        print(f"{key}: {facts['status']} in {facts['wall_time_s']:.1f} s")
-    print(f"report: {paths['html']}")
-    return 1 if any(m["status"] != "ok" for m in systems_meta.values()) else 0
+    for key, facts in meta["systems"].items():
+        cached = f" (seeds {facts['cached_seeds']} from the cache)" if facts["cached_seeds"] else ""
+        print(f"{key}: {facts['status']} in {facts['wall_time_s']:.1f} s{cached}")
+    print(f"report: {out / 'index.html'}")
+    broken_checks = [c for c in claims if c.kind == "check" and c.verdict != "holds"]
+    for c in broken_checks:
+        print(f"CHECK FAILED (a bug): {c.system}: {c.claim} [{c.metric}] {c.reason}", file=sys.stderr)
+    return 1 if broken_checks or any(m["status"] != "ok" for m in meta["systems"].values()) else 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    spec = get_system(args.key)
+    if spec.predict is None:
+        offered = sorted(k for k, s in _systems().items() if s.predict is not None)
+        raise InputError(f"system {spec.key!r} does not offer predict; systems that do: {', '.join(offered)}")
+    run = Path(args.run)
+    owner = _run_system(run)
+    if owner.key != spec.key:
+        raise InputError(f"{run / 'run.json'}: the run was trained by {owner.key!r}, not {spec.key!r}")
+    inp, outp = Path(args.input), Path(args.output)
+    if not inp.exists():
+        raise InputError(f"--input {inp}: not found")
+    if outp.exists() and outp.is_dir():
+        raise InputError(f"--output {outp}: is a directory; give a file path")
+    result = spec.predict(run, inp, outp)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -168,7 +185,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": cmd_list, "show": cmd_show, "train": cmd_train, "eval": cmd_eval,
-    "smoke": cmd_smoke, "reproduce": cmd_reproduce, "report": cmd_report,
+    "smoke": cmd_smoke, "reproduce": cmd_reproduce, "predict": cmd_predict, "report": cmd_report,
 }
 
 
@@ -192,11 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", required=True)
     s = sub.add_parser("smoke", help="train + evaluate the smoke profile of each system")
     s.add_argument("keys", nargs="*")
-    s = sub.add_parser("reproduce", help="run each paper's claim, method vs baselines, and write the report")
+    s = sub.add_parser("reproduce", help="run each paper's claim, method vs baselines, over paired seeds, and "
+                       "write the report (resumes: systems already done with the same code are skipped)")
     s.add_argument("keys", nargs="*")
     s.add_argument("--profile", default="quick", choices=PROFILE_NAMES)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=DEFAULT_SEED_BASE, help="the first claim seed (default %(default)s)")
+    s.add_argument("--seeds", type=int, default=DEFAULT_NUM_SEEDS, help="number of claim seeds (default %(default)s)")
     s.add_argument("--out", default="reports/latest")
+    s.add_argument("--force", action="store_true", help="redo every (system, seed), ignoring the cache")
+    s.add_argument("--jobs", type=int, default=1,
+                   help="run (system, seed) units in this many processes, the cores split between them")
+    s = sub.add_parser("predict", help="apply a trained run to your own inputs (in the field's format)")
+    s.add_argument("key")
+    s.add_argument("--run", required=True, help="a run directory written by `tenfold train`")
+    s.add_argument("--input", required=True)
+    s.add_argument("--output", required=True)
     s = sub.add_parser("report", help="re-render a report directory from its claims.json")
     s.add_argument("dir")
     return p

@@ -10,7 +10,7 @@ from pathlib import Path
 import importlib
 from typing import Any, Callable, Mapping
 
-from tenfold.core.claims import Claim
+from tenfold.core.claims import Measurement
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,12 @@ class SystemSpec:
         profiles: {"smoke": {...}, "quick": {...}, "full": {...}} dotted overrides.
         train: `train(cfg, run_dir) -> metrics`; resumes from `run_dir`'s last checkpoint.
         evaluate: `evaluate(cfg, run_dir) -> metrics`; reads what `train` wrote.
-        reproduce: `reproduce(profile, seed, out_dir) -> list[Claim]`; writes plots into `out_dir`.
+        reproduce: `reproduce(profile, seed, out_dir) -> list[Measurement]`: ONE seed's measurements (the
+            CLI runs it per claim seed and aggregates); writes plots into `out_dir`.
         reproduce_minutes: the budget of the quick reproduction on 2 CPU cores (from the issue).
+        dev_seeds: every seed looked at while developing; the default claim seeds are disjoint from them.
+        predict: optional `predict(run_dir, input_path, output_path) -> dict`: applies a trained run to a
+            user's own inputs in the field's format (`tenfold predict <key>`); None when not offered.
     """
 
     key: str
@@ -36,8 +40,10 @@ class SystemSpec:
     profiles: Mapping[str, Mapping[str, Any]]
     train: Callable[[Any, Path], dict]
     evaluate: Callable[[Any, Path], dict]
-    reproduce: Callable[[str, int, Path], list[Claim]]
+    reproduce: Callable[[str, int, Path], list[Measurement]]
     reproduce_minutes: float
+    dev_seeds: tuple[int, ...] = ()
+    predict: Callable[[Path, Path, Path], dict] | None = None
 
 
 def deferred(module: str, name: str) -> Callable[..., Any]:

@@ -1,5 +1,7 @@
 """Controlled quantum system of qae (arXiv 2005.11149): propagator parity, GRAPE gradient, controllability."""
 
+import json
+import re
 import math
 
 import numpy as np
@@ -122,3 +124,125 @@ def test_local_unitaries_cannot_reach_werner_bound() -> None:
     local = ControlSystem(torch.zeros(4, 4, dtype=C), xy_controls(2), math.pi, 10)
     res = grape(local, rho, p, iters=30, generator=g)
     assert np.all(np.abs(res.history - 0.5) < 1e-10)
+
+
+# ------------------------------------------------------------------ a user's own control system (model.control_file)
+
+from tenfold.core.errors import InputError  # noqa: E402
+from tenfold.systems.qae.control import (control_system_from_operators, controllability,  # noqa: E402
+                                         load_control_file)
+
+
+def _write_npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def test_control_file_npz_and_json_round_trip(tmp_path) -> None:
+    drift, controls = ising_drift(2).numpy(), xy_controls(2).numpy()
+    h0, hc = load_control_file(_write_npz(tmp_path / "sys.npz", drift=drift, controls=controls))
+    assert_close(h0, ising_drift(2), rtol=0, atol=0)
+    assert_close(hc, xy_controls(2), rtol=0, atol=0)
+    js = tmp_path / "sys.json"
+    js.write_text(json.dumps({"drift": {"real": drift.real.tolist()},
+                              "controls": {"real": controls.real.tolist(), "imag": controls.imag.tolist()}}))
+    h0j, hcj = load_control_file(js)
+    assert_close(h0j, ising_drift(2), rtol=0, atol=0)
+    assert_close(hcj, xy_controls(2), rtol=0, atol=0)  # Y_q carries the imaginary parts
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("non_hermitian", "not Hermitian"),
+    ("wrong_shape", "shape (M, d, d)"),
+    ("not_power_of_two", "not a power of two"),
+    ("nan", "NaN or inf"),
+    ("missing", "['controls'] missing"),
+    ("mismatch", "must match"),
+    ("garbage", "not a readable .npz"),
+])
+def test_control_file_errors_name_file_and_field(tmp_path, case, needle) -> None:
+    drift, controls = ising_drift(2).numpy(), xy_controls(2).numpy()
+    path = tmp_path / f"{case}.npz"
+    if case == "non_hermitian":
+        bad = controls.copy()
+        bad[0, 0, 1] = 2.0  # X_0 with one off-diagonal entry changed: H != H^dagger
+        _write_npz(path, drift=drift, controls=bad)
+    elif case == "wrong_shape":
+        _write_npz(path, drift=drift, controls=controls[0])  # (d, d) instead of (M, d, d)
+    elif case == "not_power_of_two":
+        _write_npz(path, drift=np.eye(3), controls=np.eye(3)[None])
+    elif case == "nan":
+        bad = drift.copy()
+        bad[0, 0] = np.nan
+        _write_npz(path, drift=bad, controls=controls)
+    elif case == "missing":
+        _write_npz(path, drift=drift)
+    elif case == "mismatch":
+        _write_npz(path, drift=ising_drift(3).numpy(), controls=controls)
+    else:
+        path.write_bytes(b"not an npz")
+    with pytest.raises(InputError, match=re.escape(needle)) as err:
+        load_control_file(path)
+    assert path.name in str(err.value) and "model.control_file" in str(err.value)
+
+
+def test_control_file_json_and_suffix_errors(tmp_path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="bad.json: not valid JSON"):
+        load_control_file(bad)
+    ragged = tmp_path / "ragged.json"
+    ragged.write_text(json.dumps({"drift": [[1, 0], [0]], "controls": [[[0, 1], [1, 0]]]}))
+    with pytest.raises(InputError, match="'drift' holds non-numeric or ragged"):
+        load_control_file(ragged)
+    with pytest.raises(InputError, match="file not found"):
+        load_control_file(tmp_path / "absent.npz")
+    other = tmp_path / "sys.txt"
+    other.write_text("x")
+    with pytest.raises(InputError, match="unknown suffix"):
+        load_control_file(other)
+
+
+def test_controllability_report() -> None:
+    # ZZ + {X_q, Y_q}: su(4), rank 15 = 4^2 - 1 -> controllable; local controls only: su(2) + su(2) = 6 -> not.
+    # A drift with an identity part (ZZ + 3 I) only adds a global phase: still rank 15 on the traceless parts.
+    assert controllability(ising_drift(2), xy_controls(2)) == {"lie_algebra_rank": 15, "full_rank": 15,
+                                                              "controllable": True}
+    assert controllability(None, xy_controls(2))["lie_algebra_rank"] == 6
+    assert not controllability(None, xy_controls(2))["controllable"]
+    shifted = ising_drift(2) + 3 * torch.eye(4, dtype=C)
+    assert controllability(shifted, xy_controls(2))["controllable"]
+    assert lie_algebra_rank(ising_drift(3), xy_controls(3), max_rank=63) == 63  # early exit at dim su(8)
+
+
+def test_control_system_from_qutip_operators() -> None:
+    qutip = pytest.importorskip("qutip")
+    zz = qutip.tensor(qutip.sigmaz(), qutip.sigmaz())
+    xs = [qutip.tensor(qutip.sigmax(), qutip.qeye(2)), qutip.tensor(qutip.qeye(2), qutip.sigmax())]
+    system = control_system_from_operators(zz, xs, T=1.0, num_slices=4)
+    assert system.control_shape == (4, 2)
+    assert_close(system.H0, ising_drift(2), rtol=0, atol=0)
+    with pytest.raises(InputError, match="not Hermitian"):
+        control_system_from_operators(qutip.Qobj(np.array([[0, 1], [0, 0]])), [qutip.sigmax()])
+
+
+def test_train_with_control_file_reports_controllability(tmp_path, caplog) -> None:
+    from tenfold.core.config import make_config
+    from tenfold.systems.qae.config import PROFILES, Config
+    from tenfold.systems.qae.train import train
+
+    good = _write_npz(tmp_path / "good.npz", drift=ising_drift(2).numpy(), controls=xy_controls(2).numpy())
+    cfg = make_config(Config, PROFILES, "smoke", {"model.control_file": str(good), "train.iters": 5})
+    metrics = train(cfg, tmp_path / "run_good")
+    assert metrics["lie_algebra_rank"] == 15 and metrics["controllable"]
+    local = _write_npz(tmp_path / "local.npz", drift=np.zeros((4, 4)), controls=xy_controls(2).numpy())
+    cfg = make_config(Config, PROFILES, "smoke", {"model.control_file": str(local), "train.iters": 5})
+    with caplog.at_level("WARNING", logger="tenfold.qae"):
+        metrics = train(cfg, tmp_path / "run_local")
+    assert metrics["lie_algebra_rank"] == 6 and not metrics["controllable"]
+    assert "not controllable" in caplog.text
+    three = _write_npz(tmp_path / "three.npz", drift=ising_drift(3).numpy(), controls=xy_controls(3).numpy())
+    cfg = make_config(Config, PROFILES, "smoke", {"model.control_file": str(three)})
+    with pytest.raises(InputError, match="three.npz.*2 qubits"):
+        train(cfg, tmp_path / "run_three")
+    assert not (tmp_path / "run_three").exists()  # rejected before anything is written

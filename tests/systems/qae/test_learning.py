@@ -140,3 +140,93 @@ def test_unitary_encoder_matches_unitary_group_ascent() -> None:
     a = learning.train_unitary_encoder(rho, p, iters=200, generator=torch.Generator().manual_seed(1))
     b = learning.unitary_group_ascent(rho, p, steps=500, generator=torch.Generator().manual_seed(1))
     assert abs(a.fidelity - b.fidelity) < 1e-3
+
+
+# ------------------------------------------------------------------ budgets at simulation and hardware cost
+
+def test_hardware_gradient_cost_hand() -> None:
+    # Central differences (or a two-term shift rule): 2 evaluations per control. Q = 20 slices x M = 4 controls
+    # (2 qubits, X/Y on each) = 80 controls -> 160; 3 qubits: Q = 30 x M = 6 = 180 controls -> 360.
+    assert learning.hardware_gradient_cost(20, 4) == 160
+    assert learning.hardware_gradient_cost(30, 6) == 360
+
+
+def test_grape_hardware_evaluations_hand() -> None:
+    # A GRAPE step = GRADIENT_COST = 2 simulation evaluations = 160 (gradient) + 1 (J at the iterate) = 161 on
+    # hardware; the final objective evaluation (+1 in simulation) is 1 hardware evaluation.
+    # simulation counts [2, 4, 6, 7] -> hardware [161, 322, 483, 484].
+    out = learning.grape_hardware_evaluations(np.array([2, 4, 6, 7]), 20, 4)
+    assert out.tolist() == [161, 322, 483, 484]
+
+
+def test_grape_counts_both_costs() -> None:
+    # 5 Adam steps on the default 2-qubit system (Q = 20, M = 4): simulation 2, 4, ..., 10 then 11;
+    # hardware 161, ..., 805 then 806.
+    ens = build_ensemble("two_random", 0)
+    res = learning.grape(default_control_system(2), ens.rho, trash_projector(2, 1), iters=5,
+                         generator=torch.Generator().manual_seed(0))
+    assert res.evaluations.tolist() == [2, 4, 6, 8, 10, 11]
+    assert res.hardware_evaluations.tolist() == [161, 322, 483, 644, 805, 806]
+    assert res.times.shape == res.history.shape and np.all(np.diff(res.times) >= 0)
+
+
+def test_lbfgs_history_indexed_when_known(small_case) -> None:
+    # J of the step's starting point is known after the step's first closure call: the first history point sits at
+    # GRADIENT_COST simulation evaluations whatever the line search spends afterwards.
+    system, rho, p = small_case
+    res = learning.grape(system, rho, p, optimizer="lbfgs", iters=3, lr=1.0, generator=torch.Generator().manual_seed(0))
+    assert res.evaluations[0] == learning.GRADIENT_COST
+    assert np.all(np.diff(res.evaluations) > 0)
+
+
+def test_gradient_free_and_ascent_hardware_counts(small_case) -> None:
+    # One fitness evaluation of a gradient-free learner is one measured expectation value; the unitary-group ascent
+    # needs rho itself and has no hardware count.
+    system, rho, p = small_case
+    for res in tiny_learners(system, rho, p).values():
+        assert res.times is not None and res.times.shape == res.history.shape
+        if res.learner in ("differential_evolution", "nelder_mead", "cobyla", "spsa_100"):
+            assert res.hardware_evaluations.tolist() == res.evaluations.tolist()
+    uga = learning.unitary_group_ascent(rho, p, steps=10)
+    assert uga.hardware_evaluations is None
+
+
+def test_best_within_and_used_within_hand() -> None:
+    # history 0.2, 0.5, 0.4, 0.9 at hardware 100, 200, 300, 400 and times 1, 2, 3, 4 s:
+    # within 250 hardware -> best of (0.2, 0.5) = 0.5, spent 200; within 3.5 s -> best of the first three = 0.5;
+    # within 50 hardware -> nothing yet -> NaN.
+    res = learning.LearnResult("x", np.zeros(1), 0.9, np.array([1, 2, 3, 4]), np.array([0.2, 0.5, 0.4, 0.9]), 4.0,
+                               hardware_evaluations=np.array([100, 200, 300, 400]), times=np.array([1.0, 2, 3, 4]))
+    assert res.best_within(250) == 0.5
+    assert res.used_within(250) == {"simulation_evaluations": 2, "wall_s": 2.0, "hardware_evaluations": 200}
+    assert res.best_within(3.5, "wall") == 0.5
+    assert res.best_within(3, "simulation") == 0.5
+    assert math.isnan(res.best_within(50))
+    assert res.used_within(50) == {"simulation_evaluations": 0, "wall_s": 0.0, "hardware_evaluations": 0}
+
+
+def test_shared_initial_pulse(small_case) -> None:
+    # Paired comparisons: Nelder-Mead's and COBYLA's first evaluation is x0 itself; DE's first population holds x0.
+    system, rho, p = small_case
+    x0 = learning.init_controls(system, torch.Generator().manual_seed(7))
+    f0 = float(system.fidelity(x0, rho, p))
+    for fit in (learning.nelder_mead, learning.cobyla):
+        res = fit(system, rho, p, max_evaluations=30, x0=x0)
+        assert res.history[0] == pytest.approx(f0, abs=1e-12)
+    de = learning.differential_evolution(system, rho, p, max_evaluations=40, popsize_per_dim=1, x0=x0)
+    assert de.history[0] >= f0 - 1e-12
+    g = learning.grape(system, rho, p, iters=1, init_u=x0)
+    assert g.history[0] == pytest.approx(f0, abs=1e-12)
+
+
+def test_unitary_group_ascent_multistart_and_stop() -> None:
+    # Best of 3 Haar starts is at least the first start alone (same generator: start 1 is the same unitary);
+    # evaluations count steps x starts; the gradient-norm stop ends well before 2000 steps on werner.
+    rho, p = build_ensemble("werner", 0).rho, trash_projector(2, 1)
+    one = learning.unitary_group_ascent(rho, p, steps=30, grad_tol=0.0, generator=torch.Generator().manual_seed(4))
+    three = learning.unitary_group_ascent(rho, p, steps=30, grad_tol=0.0, num_starts=3,
+                                          generator=torch.Generator().manual_seed(4))
+    assert three.fidelity >= one.fidelity - 1e-12
+    assert three.evaluations.tolist() == [3 * t for t in range(1, 32)]
+    stopped = learning.unitary_group_ascent(rho, p, steps=2000, num_starts=2)
+    assert len(stopped.history) < 2000 and abs(stopped.fidelity - 0.8) < 1e-10

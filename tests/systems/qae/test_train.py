@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tenfold.core.claims import Claim
+from tenfold.core.claims import Measurement
 from tenfold.core.config import make_config
 from tenfold.core.runs import RunDir
 from tenfold.systems.qae.config import PROFILES, Config
@@ -66,16 +66,23 @@ def test_other_learners_and_encoders_train(tmp_path, learner, encoder):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 42])
 def test_quick_profile_acceptance_rows_hold(tmp_path, seed):
-    # Spec section 6 acceptance on the quick profile (seed 0 = development, 42 = held out): the bound rows, the
-    # Adam-GRAPE-reaches-the-bound rows, the lossless row and GRAPE >= DE at an equal budget hold on every case.
-    # (The SPSA rows are reported, not required: on seed 42 SPSA stays below GRAPE; see the README.)
+    # Spec section 6 acceptance on the quick profile, one development seed at a time (0 = development, 42 = held
+    # out in the first pass; both in config.DEV_SEEDS): every check holds (K1-K6: F_enc <= B_k for every learner,
+    # the F_enc / F_dec sandwich, k = 1 below B_2, lossless iff rank <= 2^k, ascent at the bound, controllability),
+    # Adam-GRAPE reaches every bound (L1), and Adam-GRAPE >= DE at an equal number of hardware evaluations on both
+    # 2-qubit random ensembles. A `Measurement.verdict` is this seed's plain relation. (The COBYLA / SPSA rows are
+    # reported, not required: at hardware cost COBYLA beats GRAPE on the development seeds; see the README.)
     from tenfold.systems.qae.reproduce import reproduce
 
     rows = reproduce("quick", seed, tmp_path)
-    assert all(isinstance(r, Claim) for r in rows) and len(rows) >= 30
-    acceptance = [r for r in rows if r.claim.startswith(("F_enc never exceeds", "Exact-gradient learning control",
-                                                         "Lossless compression"))
-                  or (r.claim.startswith("Exact-gradient control beats") and r.baseline == "de")]
-    assert len(acceptance) == 7 + 6 + 1 + 2
-    failing = [(r.claim, r.metric, r.method_value, r.baseline_value) for r in acceptance if r.verdict != "holds"]
+    assert all(isinstance(r, Measurement) and r.seed == seed for r in rows) and len(rows) >= 50
+    checks = [r for r in rows if r.kind == "check"]
+    reach = [r for r in rows if r.claim == "Exact-gradient learning control reaches the bound"]
+    vs_de = [r for r in rows if r.claim.startswith("At an equal number of hardware") and r.method == "grape_adam"
+             and r.baseline == "de"]
+    assert (len(checks), len(reach), len(vs_de)) == (13, 6, 2)
+    failing = [(r.claim, r.metric, r.method, r.method_value, r.baseline_value) for r in checks + reach + vs_de
+               if r.verdict != "holds"]
     assert not failing
+    assert {p.name for p in tmp_path.glob("*.png")} == {"training_curves.png", "training_curves_simulation.png",
+                                                         "bound_vs_learned.png"}

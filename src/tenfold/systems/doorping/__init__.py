@@ -13,7 +13,7 @@ Component -> file map (spec ../shared/specs/doorping.md, section 2):
 """
 
 from tenfold.core.registry import SystemSpec, deferred
-from tenfold.systems.doorping.config import PROFILES, Config
+from tenfold.systems.doorping.config import DEV_SEEDS, PROFILES, Config
 
 
 SPEC = SystemSpec(
@@ -26,4 +26,5 @@ SPEC = SystemSpec(
     evaluate=deferred("tenfold.systems.doorping.evaluate", "evaluate"),
     reproduce=deferred("tenfold.systems.doorping.reproduce", "reproduce"),
     reproduce_minutes=10.0,
+    dev_seeds=DEV_SEEDS,
 )

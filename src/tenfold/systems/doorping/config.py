@@ -186,6 +186,12 @@ class Config:
 _DIGITS_MINI = {"data.dataset": "digits", "data.image_size": 16, "model.arch": "convnet_mini",
                 "model.width": 32, "model.depth": 2}
 
+
+# Every seed looked at while developing (the quick schedule was chosen on seeds 0 and 1; 7 reported as held-out
+# before issue 11). The default claim seeds of `tenfold reproduce` (1000, 1001, 1002) are disjoint from them; a
+# run on one of these is flagged in the report.
+DEV_SEEDS: tuple[int, ...] = (0, 1, 7)
+
 # Each profile: the command, expected time on 2 CPU cores, expected result.
 PROFILES: dict[str, dict[str, object]] = {
     # tenfold train doorping --profile smoke    (seconds; finite losses, tau changes only inside M)

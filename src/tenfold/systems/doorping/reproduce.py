@@ -3,7 +3,7 @@
 Paper: Backdoor Attacks Against Dataset Distillation (Liu et al., NDSS 2023, arXiv 2301.01197). The three
 synthetic sets share the data, distiller, ipc, poison ratio, trigger size, seed, iteration count and victim
 budget; only `attack.attack` differs. Victims are fresh nets trained on S (never the distillation net).
-Rows (each a `Claim`; verdicts computed from the measured numbers):
+Rows (one seed's `Measurement`s; the CLI aggregates the claim seeds and judges them):
   A  CTA essentially preserved: NAIVE and DOORPING CTA >= clean CTA - 0.05
   B  DOORPING asr_nontarget >= NAIVE asr_nontarget (and the code's ASR, paper-style)
   C  DOORPING asr_nontarget >= 0.9 (the headline "ASR close to 1.0"; faithful, unclamped trigger)
@@ -12,7 +12,7 @@ Rows (each a `Claim`; verdicts computed from the measured numbers):
   F  the physically realisable trigger (tau rendered to uint8) still beats NAIVE (stated plainly; spec 6.1)
   G  defenses on a DOORPING victim: Neural Cleanse does not flag the target; STRIP AUROC < 0.9;
      fine-pruning leaves asr_nontarget >= 0.5
-  H  DC at ipc 1 in faithful mode never updates the trigger (reported, not hidden; pitfall 2)
+  H  (a check) DC at ipc 1 in faithful mode never updates the trigger (reported, not hidden; pitfall 2)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from tenfold.core.claims import Claim, Relation
+from tenfold.core.claims import Measurement, Relation
 from tenfold.core.config import make_config, override
 from tenfold.core.runtime import seed_everything, select_device
 from tenfold.systems.doorping import distill_dc
@@ -37,9 +37,9 @@ SYSTEM = "doorping"
 
 
 def _row(claim: str, metric: str, method: str, mv: float, baseline: str, bv: float, rel: Relation, seed: int,
-         wall: float, details: str = "") -> Claim:
-    return Claim(system=SYSTEM, claim=claim, metric=metric, method=method, method_value=mv, baseline=baseline,
-                 baseline_value=bv, relation=rel, seeds=(seed,), wall_time_s=wall, details=details)
+         wall: float, details: str = "", kind: str = "claim") -> Measurement:
+    return Measurement(system=SYSTEM, claim=claim, metric=metric, method=method, method_value=mv, baseline=baseline,
+                       baseline_value=bv, relation=rel, seed=seed, wall_time_s=wall, details=details, kind=kind)
 
 
 def _pm(m: dict, key: str) -> str:
@@ -81,7 +81,7 @@ def ipc1_updates(cfg: Config, device: torch.device | None = None) -> int:
     return len(calls)
 
 
-def reproduce(profile: str, seed: int, out_dir: Path) -> list[Claim]:
+def reproduce(profile: str, seed: int, out_dir: Path) -> list[Measurement]:
     cfg: Config = make_config(Config, PROFILES, profile, {"seed": seed})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,16 +94,17 @@ def reproduce(profile: str, seed: int, out_dir: Path) -> list[Claim]:
         rows += _defense_rows(cfg, runs, wall, seed)
     t0 = time.perf_counter()
     n = ipc1_updates(cfg, device)
+    # A check, not a claim: the code's structural break guarantees it (issue 11).
     rows.append(_row("DC at ipc 1 never optimises the DOORPING trigger (faithful; pitfall 2)",
                      "trigger updates per iteration at ipc 1", "DOORPING faithful", n, "0 (code's break)", 0,
                      Relation("within", 0.0), seed, time.perf_counter() - t0,
-                     "attack.update_at_ipc1=true adds one update per iteration (a labelled deviation)"))
+                     "attack.update_at_ipc1=true adds one update per iteration (a labelled deviation)", kind="check"))
     plot_synthetic(runs, out_dir / "synthetic_sets.png")
     plot_trigger(runs, out_dir / "doorping_trigger.png")
     return rows
 
 
-def _attack_rows(runs: dict, wall: dict, seed: int) -> list[Claim]:
+def _attack_rows(runs: dict, wall: dict, seed: int) -> list[Measurement]:
     m = {k: r["metrics"] for k, r in runs.items()}
     total = sum(wall.values())
     rows = []
@@ -143,7 +144,7 @@ def _tau_range(runs: dict) -> str:
     return f"{float(pix.min()):.3g}, {float(pix.max()):.3g}"
 
 
-def _defense_rows(cfg: Config, runs: dict, wall: dict, seed: int) -> list[Claim]:
+def _defense_rows(cfg: Config, runs: dict, wall: dict, seed: int) -> list[Measurement]:
     t0 = time.perf_counter()
     out = {}
     for attack in ("doorping", "clean"):

@@ -13,7 +13,7 @@ Component -> file map (spec ../shared/specs/fctl.md, section 2):
 """
 
 from tenfold.core.registry import SystemSpec, deferred
-from tenfold.systems.fctl.config import PROFILES, Config
+from tenfold.systems.fctl.config import DEV_SEEDS, PROFILES, Config
 
 
 SPEC = SystemSpec(
@@ -27,4 +27,5 @@ SPEC = SystemSpec(
     evaluate=deferred("tenfold.systems.fctl.evaluate", "evaluate"),
     reproduce=deferred("tenfold.systems.fctl.reproduce", "reproduce"),
     reproduce_minutes=15.0,
+    dev_seeds=DEV_SEEDS,
 )

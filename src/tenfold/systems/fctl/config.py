@@ -148,6 +148,12 @@ _CPU_SYNTH = {
     "train.start_epoch": 0,
 }
 
+
+# Every seed looked at while developing (seeds 0 and 1 while building, 7 reported as held-out before issue 11).
+# The default claim seeds of `tenfold reproduce` (1000, 1001, 1002) are disjoint from them; a run on one of
+# these is flagged in the report.
+DEV_SEEDS: tuple[int, ...] = (0, 1, 7)
+
 # Each profile: the command, expected time on 2 CPU cores, expected result. Sizes are set smallest-field
 # first (overlap, patch, image) because every dotted override re-validates the whole config.
 PROFILES: dict[str, dict[str, object]] = {

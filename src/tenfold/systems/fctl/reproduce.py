@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tenfold.core.claims import Claim, Relation
+from tenfold.core.claims import Measurement, Relation
 from tenfold.core.config import make_config, override
 from tenfold.systems.fctl import data as D
 from tenfold.systems.fctl.config import PROFILES, Config
@@ -38,7 +38,7 @@ NAMES = {"local": "local-only", "single0": "local + x2", "single1": "local + x3"
 AMBIGUOUS = (1, 2, 3, 6)  # the pairs {2, 1} and {3, 6} share texture (spec 4.1)
 
 
-def reproduce(profile: str, seed: int, out_dir: Path) -> list[Claim]:
+def reproduce(profile: str, seed: int, out_dir: Path) -> list[Measurement]:
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,7 @@ def reproduce(profile: str, seed: int, out_dir: Path) -> list[Claim]:
     plot_memory(mem, out_dir / "memory_vs_size.png")
     wall = time.perf_counter() - t0
     log.info("fctl reproduce: training %.0f s, total %.0f s", t_train, wall)
-    return claim_rows(cfg, res, mem, stages, (seed,), wall)
+    return claim_rows(cfg, res, mem, stages, seed, wall)
 
 
 def score_variants(cfg: Config, run_dir: Path, stages: tuple[str, ...]) -> tuple[dict, dict, Any]:
@@ -100,12 +100,23 @@ def memory_table(cfg: Config, lcf_model: Any, local_model: Any) -> dict[int, dic
     return out
 
 
-def claim_rows(cfg: Config, res: dict, mem: dict, stages: tuple[str, ...], seeds: tuple[int, ...],
-               wall: float) -> list[Claim]:
+# Trunk epochs each variant has trained, in units of `train.epochs_per_stage`: a stage starts from the
+# trunk of the stage before it (local -> single0 -> all), so the arms' budgets differ (issue 11, recorded).
+TRUNK_STAGES = {"local": 1, "single0": 2, "single1": 2, "all": 3, "all_ale": 3, "global": 1}
+
+
+def claim_rows(cfg: Config, res: dict, mem: dict, stages: tuple[str, ...], seed: int,
+               wall: float) -> list[Measurement]:
+    epochs = cfg.train.epochs_per_stage
+
     def row(claim: str, metric: str, method: str, mv: float, baseline: str, bv: float, rel: Relation,
-            details: str = "") -> Claim:
-        return Claim(system=SYSTEM, claim=claim, metric=metric, method=method, method_value=mv, baseline=baseline,
-                     baseline_value=bv, relation=rel, seeds=seeds, wall_time_s=wall, details=details)
+            details: str = "", arms: tuple[str, str] | None = None, deterministic: bool = False) -> Measurement:
+        budget = {} if arms is None else {
+            arm: {"trunk_epochs": TRUNK_STAGES[stage] * epochs} for arm, stage in zip(("method", "baseline"), arms)
+            if stage in TRUNK_STAGES}
+        return Measurement(system=SYSTEM, claim=claim, metric=metric, method=method, method_value=mv,
+                           baseline=baseline, baseline_value=bv, relation=rel, seed=seed, wall_time_s=wall,
+                           details=details, budget=budget, deterministic=deterministic)
 
     m = {k: res[k]["miou"] for k in (*stages, "shuffled", "oracle")}
     urban = {k: res[k]["iou_per_class"][1] or 0.0 for k in stages}
@@ -116,21 +127,21 @@ def claim_rows(cfg: Config, res: dict, mem: dict, stages: tuple[str, ...], seeds
     big, small = max(mem), min(mem)
     rows = [
         row("LCF (self + x2 + x3 + fusion) beats global-only segmentation", "test mIoU (%)", "LCF", m["all"],
-            "global-only", m["global"], Relation(">"), detail),
+            "global-only", m["global"], Relation(">"), detail, ("all", "global")),
         row("global-only loses thin roads: LCF urban IoU higher", "test urban IoU (%)", "LCF", urban["all"],
-            "global-only", urban["global"], Relation(">")),
+            "global-only", urban["global"], Relation(">"), arms=("all", "global")),
         row("contexts help: LCF >= local-only + 5 mIoU points", "test mIoU (%)", "LCF", m["all"], "local-only",
-            m["local"], Relation(">=", 5.0), detail),
+            m["local"], Relation(">=", 5.0), detail, ("all", "local")),
         row("LCF clearly above the texture-only oracle (ceiling of context-free models)", "test mIoU (%)", "LCF",
             m["all"], "texture oracle", m["oracle"], Relation(">")),
         row("multi-context fusion beats local + x2 alone", "test mIoU (%)", "LCF", m["all"], "local+x2",
-            m["single0"], Relation(">")),
+            m["single0"], Relation(">"), arms=("all", "single0")),
         row("multi-context fusion beats local + x3 alone", "test mIoU (%)", "LCF", m["all"], "local+x3",
-            m["single1"], Relation(">")),
+            m["single1"], Relation(">"), arms=("all", "single1")),
     ]
     if "all_ale" in stages:
         rows.append(row("ALE (reconstruction) refines LCF", "test mIoU (%)", "LCF+ALE", m["all_ale"], "LCF",
-                        m["all"], Relation(">=")))
+                        m["all"], Relation(">="), arms=("all_ale", "all")))
     rows += [
         row("contexts are used: shuffling them across images hurts", "test mIoU (%)", "LCF", m["all"],
             "LCF shuffled ctx", m["shuffled"], Relation(">", 1.0),
@@ -139,10 +150,11 @@ def claim_rows(cfg: Config, res: dict, mem: dict, stages: tuple[str, ...], seeds
             0.0, Relation(">", 0.01)),
         row(f"patch pipeline needs less peak memory than whole-image inference at S = {big}",
             "peak inference memory (MB)", "patch pipeline", mem[big]["patch_mb"], "whole image",
-            mem[big]["whole_mb"], Relation("<"), _mem_detail(mem)),
+            mem[big]["whole_mb"], Relation("<"), _mem_detail(mem), deterministic=True),
         row(f"patch memory grows less than whole-image memory from S = {small} to {big}",
             f"peak memory ratio S={big} / S={small}", "patch pipeline", mem[big]["patch_mb"] / mem[small]["patch_mb"],
-            "whole image", mem[big]["whole_mb"] / mem[small]["whole_mb"], Relation("<"), _mem_detail(mem)),
+            "whole image", mem[big]["whole_mb"] / mem[small]["whole_mb"], Relation("<"), _mem_detail(mem),
+            deterministic=True),
     ]
     return rows
 

@@ -12,7 +12,7 @@ Component -> file map (spec ../shared/specs/harmonize.md, section 2):
 """
 
 from tenfold.core.registry import SystemSpec, deferred
-from tenfold.systems.harmonize.config import PROFILES, Config
+from tenfold.systems.harmonize.config import DEV_SEEDS, PROFILES, Config
 
 
 SPEC = SystemSpec(
@@ -25,4 +25,5 @@ SPEC = SystemSpec(
     evaluate=deferred("tenfold.systems.harmonize.evaluate", "evaluate"),
     reproduce=deferred("tenfold.systems.harmonize.reproduce", "reproduce"),
     reproduce_minutes=10.0,
+    dev_seeds=DEV_SEEDS,
 )

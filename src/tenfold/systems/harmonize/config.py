@@ -158,7 +158,6 @@ class ReproduceConfig:
     scale_crack_max: tuple[int, ...] = (9, 16, 16)
     scale_losses: tuple[str, ...] = ("ce", "wce_inverse", "tversky", "unified_focal", "harmonize")
     architectures: tuple[str, ...] = ()  # extra smp architectures for the architecture row (full profile)
-    num_seeds: int = 1  # seeds seed, seed + 1, ...
 
     def __post_init__(self) -> None:
         n = len(self.scale_sizes)
@@ -168,8 +167,8 @@ class ReproduceConfig:
         for name in self.losses + self.scale_losses:
             if name not in known:
                 raise ConfigError(f"reproduce.losses: unknown loss {name!r}; allowed: {known}")
-        if "harmonize" not in self.losses or "ce" not in self.losses or self.num_seeds < 1:
-            raise ConfigError("reproduce.losses must include 'harmonize' and 'ce'; reproduce.num_seeds >= 1")
+        if "harmonize" not in self.losses or "ce" not in self.losses:
+            raise ConfigError("reproduce.losses must include 'harmonize' and 'ce'")
 
 
 @dataclass(frozen=True)
@@ -187,6 +186,11 @@ class Config:
         if self.data.train_crop and self.data.train_crop > self.data.image_size:
             raise ConfigError(f"data.train_crop ({self.data.train_crop}) must be <= data.image_size")
 
+
+# Every seed looked at while developing (seeds 0-2 while building (validation diagnostics on 1 and 2), 7 and 11
+# reported before issue 11). The default claim seeds of `tenfold reproduce` (1000, 1001, 1002) are disjoint from
+# them; a run on one of these is flagged in the report.
+DEV_SEEDS: tuple[int, ...] = (0, 1, 2, 7, 11)
 
 # Each profile: the command, expected time on 2 CPU cores, expected result.
 PROFILES: dict[str, dict[str, object]] = {
@@ -228,11 +232,11 @@ PROFILES: dict[str, dict[str, object]] = {
         "selector.selector": "online",
         "reproduce.scale_losses": ("ce", "wce_inverse", "harmonize"),
     },
-    # tenfold reproduce harmonize --profile full    (GPU: S2 at spec size, smp architectures, 3 seeds)
+    # tenfold reproduce harmonize --profile full    (GPU: S2 at spec size, smp architectures; 3 claim seeds by
+    # default, run by the CLI)
     "full": {
         "device": "auto",
         "train.epochs": 100, "train.batch_size": 8, "selector.max_rounds": 5,
         "reproduce.architectures": ("smp_unet", "smp_unetplusplus", "smp_fpn", "smp_deeplabv3plus"),
-        "reproduce.num_seeds": 3,
     },
 }

@@ -8,11 +8,11 @@ Component -> file map (spec ../shared/specs/maskfocal.md, section 2):
   CenterNetLite, FCOSLite (native loss or MFL: loss.cls_loss) . model.py, loss.py (criteria)
   decoding, counting, MAE/RMSE, AP@0.5, point-F1, buckets ..... evaluate.py
   SynthCrowd generator, COCO / points readers ................ data.py
-  torchrun / DistributedDataParallel helpers ................. distributed.py
+  torchrun / DistributedDataParallel helpers ................. tenfold/core/distributed.py
 """
 
 from tenfold.core.registry import SystemSpec, deferred
-from tenfold.systems.maskfocal.config import PROFILES, Config
+from tenfold.systems.maskfocal.config import DEV_SEEDS, PROFILES, Config
 
 
 SPEC = SystemSpec(
@@ -25,4 +25,5 @@ SPEC = SystemSpec(
     evaluate=deferred("tenfold.systems.maskfocal.evaluate", "evaluate"),
     reproduce=deferred("tenfold.systems.maskfocal.reproduce", "reproduce"),
     reproduce_minutes=10.0,
+    dev_seeds=DEV_SEEDS,
 )

@@ -164,6 +164,11 @@ class Config:
             raise ConfigError("data.image_size must be a multiple of 8 * model.output_stride")
 
 
+# Every seed looked at while developing (seed 0 while building, 7 reported as held-out before issue 11). The
+# default claim seeds of `tenfold reproduce` (1000, 1001, 1002) are disjoint from them; a run on one of these is
+# flagged in the report.
+DEV_SEEDS: tuple[int, ...] = (0, 7)
+
 # Each profile: the command, expected time on 2 CPU cores, expected result.
 PROFILES: dict[str, dict[str, object]] = {
     # tenfold train maskfocal --profile smoke   (~10 s; loss decreases, counts correlate with GT)

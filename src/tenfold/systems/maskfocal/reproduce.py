@@ -7,7 +7,7 @@ lowers MAE by up to 47.03 % and RMSE by up to 61.99 %.
 Protocol (pitfall 7: lock everything but the loss): one SynthCrowd data set (generated once, read back through
 the COCO / points reader), the same seed, initialisation, schedule, decoding and tau-selection rule (tau chosen
 on validation, never on test) for every run; only `loss.cls_loss` (and, for the point row, the GT type) changes.
-Rows (each a `Claim`; verdicts computed from the measured numbers):
+Rows (one seed's `Measurement`s; the CLI aggregates the claim seeds and judges them):
   per detector (CenterNetLite, FCOSLite): MAE, RMSE lower with MFL; AP@0.5 higher; MAE per density bucket;
       the MAE gain of the dense bucket exceeds that of the sparse bucket ("gain grows with density")
   point-GT variant (CenterNetLite on knn pseudo-boxes): MAE lower, point-F1 higher with MFL
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from tenfold.core.claims import Claim, Relation
+from tenfold.core.claims import Measurement, Relation
 from tenfold.core.config import make_config, override
 from tenfold.systems.maskfocal.config import PROFILES, Config
 from tenfold.systems.maskfocal.data import prepare_synth
@@ -69,15 +69,15 @@ def _num(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
 
-def claim_rows(cfg: Config, results: dict[str, dict], wall: dict[str, float], seed: int) -> list[Claim]:
-    rows: list[Claim] = []
+def claim_rows(cfg: Config, results: dict[str, dict], wall: dict[str, float], seed: int) -> list[Measurement]:
+    rows: list[Measurement] = []
     edges = cfg.eval.bucket_edges
 
     def row(claim, metric, method, baseline, key, op, details=""):
         m, b = results[method], results[baseline]
-        rows.append(Claim(system=SYSTEM, claim=claim, metric=metric, method=method, method_value=_num(m[key]),
-                          baseline=baseline, baseline_value=_num(b[key]), relation=Relation(op), seeds=(seed,),
-                          wall_time_s=wall[method] + wall[baseline], details=details))
+        rows.append(Measurement(system=SYSTEM, claim=claim, metric=metric, method=method, method_value=_num(m[key]),
+                                baseline=baseline, baseline_value=_num(b[key]), relation=Relation(op), seed=seed,
+                                wall_time_s=wall[method] + wall[baseline], details=details))
 
     for det in cfg.reproduce.detectors:
         name, mfl, nat = DETECTOR_NAMES[det], f"{det}-mfl", f"{det}-native"
@@ -90,10 +90,10 @@ def claim_rows(cfg: Config, results: dict[str, dict], wall: dict[str, float], se
             row(f"{name}: MFL lowers MAE in the {bucket} bucket ({label})", f"MAE {bucket} (test)", mfl, nat,
                 f"mae_{bucket}", "<")
         gains = {b: _num(results[nat][f"mae_{b}"]) - _num(results[mfl][f"mae_{b}"]) for b in ("sparse", "dense")}
-        rows.append(Claim(system=SYSTEM, claim=f"{name}: the MFL gain grows with density (dense vs sparse bucket)",
-                          metric="MAE gain native - MFL", method="dense bucket", method_value=gains["dense"],
-                          baseline="sparse bucket", baseline_value=gains["sparse"], relation=Relation(">"),
-                          seeds=(seed,), wall_time_s=wall[mfl] + wall[nat]))
+        rows.append(Measurement(system=SYSTEM, claim=f"{name}: the MFL gain grows with density (dense vs sparse bucket)",
+                                metric="MAE gain native - MFL", method="dense bucket", method_value=gains["dense"],
+                                baseline="sparse bucket", baseline_value=gains["sparse"], relation=Relation(">"),
+                                seed=seed, wall_time_s=wall[mfl] + wall[nat]))
         for variant in ("mfl_radius", "mfl_soft"):
             if f"{det}-{variant}" in results:
                 row(f"{name}: MFL({variant[4:]}) lowers MAE vs the native loss", "MAE (test)", f"{det}-{variant}",
@@ -106,7 +106,7 @@ def claim_rows(cfg: Config, results: dict[str, dict], wall: dict[str, float], se
     return rows
 
 
-def reproduce(profile: str, seed: int, out_dir: Path) -> list[Claim]:
+def reproduce(profile: str, seed: int, out_dir: Path) -> list[Measurement]:
     cfg: Config = make_config(Config, PROFILES, profile, {"seed": seed})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

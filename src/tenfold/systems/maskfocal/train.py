@@ -27,7 +27,7 @@ import torch
 
 from tenfold.core.runs import RunDir
 from tenfold.core.runtime import progress_bar, seed_everything
-from tenfold.systems.maskfocal import distributed as D
+from tenfold.core import distributed as D
 from tenfold.systems.maskfocal.config import Config
 from tenfold.systems.maskfocal.data import HeadSet, load_split, prepare_synth
 from tenfold.systems.maskfocal.heatmap import centernet_targets, fcos_targets

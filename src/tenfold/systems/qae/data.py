@@ -7,6 +7,7 @@ Spec component -> function (specs/qae.md):
     1. ensembles {p_i, |psi_i>}, rho = sum_i p_i |psi_i><psi_i|   -> random_pure, ensemble_rho, werner, ghz,
        w_state, basis_states, tfim_thermal, spectrum_rho, maximally_mixed, random_full_rank
     section 4.1 named ensembles                                     -> ENSEMBLES, build_ensemble
+    the same kinds on any n (full-profile sweep)                    -> random_pure_ensemble, random_full_rank_ensemble
     section 4.2 user inputs (.npz kets + weights, or rho)          -> load_states_file, validate_rho, validate_kets
     12. interop (QuTiP, Qiskit little-endian reversal, PennyLane)  -> to_qutip, from_qutip, from_qiskit,
                                                                       circuit_qnode
@@ -167,6 +168,16 @@ ENSEMBLES: dict[str, Callable[[int], Ensemble]] = {
     "random_full_rank3": lambda seed: _mixed("random_full_rank3", 3,
                                              random_full_rank(3, torch.Generator().manual_seed(seed))),
 }
+
+
+def random_pure_ensemble(n: int, count: int, seed: int) -> Ensemble:
+    """`count` equiprobable Haar-random pure states of n qubits (any n; the full profile's 3-5 qubit sweep)."""
+    return _random_kets(f"{count}_random{n}", n, count, seed)
+
+
+def random_full_rank_ensemble(n: int, seed: int) -> Ensemble:
+    """A Wishart random full-rank rho of n qubits (any n; the full profile's 3-5 qubit sweep)."""
+    return _mixed(f"random_full_rank{n}", n, random_full_rank(n, torch.Generator().manual_seed(seed)))
 
 
 def build_ensemble(name: str, seed: int = 0) -> Ensemble:

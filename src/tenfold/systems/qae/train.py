@@ -1,16 +1,20 @@
 """Training of `qae` (arXiv 2005.11149): one learner, one ensemble, one run directory.
 
 Steps (spec section 3):
- 1. build rho from the ensemble (or the user's .npz) and P from (n, k, trash wires);
- 2. compute the bound B_k(rho) for the report only: the learner never sees it;
+ 1. build rho from the ensemble (or the user's .npz), P from (n, k, trash wires) and the control system
+    (default, or the user's `model.control_file`) -- encoder.build_problem;
+ 2. check and log the controllability (Lie-algebra rank) before training (pitfall 4);
  3.-4. run the learner (Adam-GRAPE by default) with checkpoints every `train.checkpoint_every`
     iterations; `train` re-run on the same directory resumes from the last checkpoint;
- 5. write summary.json with `encoding_fidelity`, `bound`, the gap, and the evaluation count.
+ 5. compute the bound B_k(rho) for the report only (the learner never sees it); write summary.json with
+    `encoding_fidelity`, `bound`, the gap, the evaluation counts (simulation and hardware cost), the
+    controllability report, and `unitary.npy` (the learned encoder's U, read by predict.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import time
 from pathlib import Path
@@ -19,36 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from tenfold.core.runs import RunDir
+from tenfold.core.runs import RunDir, atomic_write_bytes
 from tenfold.core.runtime import progress_bar, seed_everything, select_device, torch_threads
 from tenfold.systems.qae import learning
 from tenfold.systems.qae.config import GRADIENT_LEARNERS, Config
-from tenfold.systems.qae.control import ControlSystem, default_control_system
-from tenfold.systems.qae.data import Ensemble, build_ensemble, check_latent, load_states_file
-from tenfold.systems.qae.evaluate import encoder_metrics, encoder_unitary
-from tenfold.systems.qae.loss import trash_projector
+from tenfold.systems.qae.control import ControlSystem, controllability
+from tenfold.systems.qae.data import Ensemble
+from tenfold.systems.qae.encoder import build_problem, encoder_metrics, encoder_unitary
 
 log = logging.getLogger("tenfold.qae")
-
-
-def load_ensemble(cfg: Config) -> Ensemble:
-    """The user's states file when given, else the named generated ensemble (seeded by cfg.seed)."""
-    if cfg.data.states_file:
-        ens = load_states_file(Path(cfg.data.states_file))
-    else:
-        ens = build_ensemble(cfg.data.ensemble, cfg.seed)
-    check_latent(ens.num_qubits, cfg.model.num_latent_qubits)
-    return ens
-
-
-def build_problem(cfg: Config) -> tuple[Ensemble, torch.Tensor, ControlSystem]:
-    """Ensemble, trash projector P (d, d) and the control system of the config."""
-    ens = load_ensemble(cfg)
-    n, k = ens.num_qubits, cfg.model.num_latent_qubits
-    wires = list(cfg.data.trash_wires) or None
-    P = trash_projector(n, k, trash_wires=wires)  # validates the wires (count, range, distinct)
-    system = default_control_system(n, num_slices=cfg.model.num_slices or None, T=cfg.model.evolution_time)
-    return ens, P, system
 
 
 def run_learner(cfg: Config, ens: Ensemble, P: torch.Tensor, system: ControlSystem, run: RunDir | None,
@@ -64,7 +47,8 @@ def run_learner(cfg: Config, ens: Ensemble, P: torch.Tensor, system: ControlSyst
     if name in GRADIENT_LEARNERS:
         return _grape_with_checkpoints(cfg, ens, P, system, run, generator)
     if name == "unitary_ascent":
-        return learning.unitary_group_ascent(ens.rho, P, eta=t.ascent_eta, steps=t.ascent_steps)
+        return learning.unitary_group_ascent(ens.rho, P, eta=t.ascent_eta, steps=t.ascent_steps, generator=generator,
+                                             num_starts=t.ascent_starts)
     kw: dict[str, Any] = {"max_evaluations": t.max_evaluations, "u_max": cfg.model.u_max, "seed": cfg.seed}
     if name == "de":
         return learning.differential_evolution(system, ens.rho, P, popsize_per_dim=t.de_popsize_per_dim, **kw)
@@ -112,38 +96,67 @@ def _grape_with_checkpoints(cfg: Config, ens: Ensemble, P: torch.Tensor, system:
                                 optimizer_state=opt_state, start_iter=start_iter, on_step=on_step)
     finally:
         bar.close()
-    # A resumed run's curve starts with the iterations before the kill.
-    return dataclasses.replace(result, evaluations=np.concatenate([prior_evals, result.evaluations]),
-                               history=np.concatenate([prior_hist, result.history]))
+    # A resumed run's curve starts with the iterations before the kill (wall times of those are not kept).
+    evals = np.concatenate([prior_evals, result.evaluations])
+    return dataclasses.replace(result, evaluations=evals, history=np.concatenate([prior_hist, result.history]),
+                               hardware_evaluations=learning.grape_hardware_evaluations(
+                                   evals, system.num_slices, system.num_controls), times=None)
+
+
+def save_unitary(path: Path, U: torch.Tensor) -> None:
+    """unitary.npy, written atomically (predict.py reads it)."""
+    buf = io.BytesIO()
+    np.save(buf, U.detach().numpy())
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def check_controllability(cfg: Config, system: ControlSystem) -> dict[str, Any]:
+    """Lie-algebra rank of the control system, logged before training (pitfall 4); {} for the non-control encoders."""
+    if cfg.model.encoder != "control":
+        return {}
+    report = controllability(system.H0, system.Hc)
+    log.info("qae control system: Lie-algebra rank %d of %d (%s)", report["lie_algebra_rank"], report["full_rank"],
+             "controllable" if report["controllable"] else "NOT controllable")
+    if not report["controllable"]:
+        log.warning("qae: the control system is not controllable (Lie-algebra rank %d < %d): the bound B_k may be "
+                    "unreachable with these controls", report["lie_algebra_rank"], report["full_rank"])
+    return report
 
 
 def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
-    """Train one encoder; write config.json, metrics.jsonl, checkpoints and summary.json."""
+    """Train one encoder; write config.json, metrics.jsonl, checkpoints, unitary.npy and summary.json."""
     t0 = time.perf_counter()
     device = select_device(cfg.device)  # validates the name; "cuda" without a GPU is an error
     if device.type != "cpu":
-        # Design choice: qae's 4x4..16x16 complex128 matrices run on the CPU whatever the device.
-        log.warning("qae runs on the CPU (matrices up to 16x16); ignoring device %s", device)
+        # Design choice: qae's 4x4..32x32 complex128 matrices run on the CPU whatever the device.
+        log.warning("qae runs on the CPU (matrices up to 32x32); ignoring device %s", device)
     ens, P, system = build_problem(cfg)  # input errors surface here, before anything is written
+    control = check_controllability(cfg, system)
     run = RunDir(run_dir)
     run.write_config(cfg)
     generator = seed_everything(cfg.seed)
     ckpt = run.load_checkpoint()
-    if ckpt is not None and ckpt.get("kind") == "final":  # a finished run: re-derive the summary only
-        result = learning.LearnResult(ckpt["learner"], ckpt["params"], float("nan"), ckpt["evaluations"],
-                                      ckpt["history"], 0.0)
-    else:
-        with torch_threads(1):  # 4x4..16x16 matrices: threading only adds overhead
+    fresh = ckpt is None or ckpt.get("kind") != "final"
+    if fresh:
+        with torch_threads(1):  # 4x4..32x32 matrices: threading only adds overhead
             result = run_learner(cfg, ens, P, system, run, generator)
+    else:  # a finished run: re-derive the summary only
+        result = learning.LearnResult(ckpt["learner"], ckpt["params"], float("nan"), ckpt["evaluations"],
+                                      ckpt["history"], 0.0, hardware_evaluations=ckpt.get("hardware_evaluations"))
     run.save_checkpoint({"kind": "final", "learner": result.learner, "params": result.params,
-                         "evaluations": result.evaluations, "history": result.history})
-    if cfg.train.learner not in GRADIENT_LEARNERS or cfg.model.encoder != "control":
+                         "evaluations": result.evaluations, "history": result.history,
+                         "hardware_evaluations": result.hardware_evaluations})
+    if fresh and (cfg.train.learner not in GRADIENT_LEARNERS or cfg.model.encoder != "control"):
         for ev, f in zip(result.evaluations, result.history):
             run.log_metrics({"evaluations": int(ev), "encoding_fidelity": float(f)})
-    metrics = encoder_metrics(cfg, ens, P, encoder_unitary(cfg, system, ens.num_qubits, result.params))
+    U = encoder_unitary(cfg, system, ens.num_qubits, result.params)
+    save_unitary(Path(run_dir) / "unitary.npy", U)
+    metrics = encoder_metrics(cfg, ens, P, U)
+    hardware = result.hardware_evaluations
     metrics.update({"learner": result.learner, "evaluations": int(result.evaluations[-1]),
+                    "hardware_evaluations": None if hardware is None else int(hardware[-1]),
                     "learner_wall_time_s": result.wall_time_s, "max_history_minus_bound":
-                    float(np.max(result.history) - metrics["bound"])})
+                    float(np.max(result.history) - metrics["bound"]), **control})
     run.write_summary(metrics, time.perf_counter() - t0, "cpu")
     log.info("qae %s: F_enc %.6f, bound %.6f", result.learner, metrics["encoding_fidelity"], metrics["bound"])
     return metrics

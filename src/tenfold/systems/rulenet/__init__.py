@@ -15,7 +15,7 @@ Component -> file map (spec section 2):
 """
 
 from tenfold.core.registry import SystemSpec, deferred
-from tenfold.systems.rulenet.config import PROFILES, Config
+from tenfold.systems.rulenet.config import DEV_SEEDS, PROFILES, Config
 
 
 SPEC = SystemSpec(
@@ -28,4 +28,5 @@ SPEC = SystemSpec(
     evaluate=deferred("tenfold.systems.rulenet.evaluate", "evaluate"),
     reproduce=deferred("tenfold.systems.rulenet.reproduce", "reproduce"),
     reproduce_minutes=10.0,
+    dev_seeds=DEV_SEEDS,
 )

@@ -142,6 +142,11 @@ class Config:
             raise ConfigError(f"device must be 'cpu', 'cuda[:N]' or 'auto', got {self.device!r}")
 
 
+# Every seed looked at while developing (seed 0 while building (search_with_graft chosen on it), 7 reported; 100
+# and 107 are their retraining seeds). The default claim seeds of `tenfold reproduce` (1000, 1001, 1002) are
+# disjoint from them; a run on one of these is flagged in the report.
+DEV_SEEDS: tuple[int, ...] = (0, 7, 100, 107)
+
 # Each profile: the command, expected time on 2 CPU cores, expected result.
 PROFILES: dict[str, dict[str, object]] = {
     # tenfold train rulenet --profile smoke   (~10 s; finite losses, export re-parses)

@@ -1,8 +1,7 @@
-"""Data-parallel training helpers of `maskfocal` (torchrun + DistributedDataParallel).
+"""Data-parallel training helpers (torchrun + DistributedDataParallel), shared by every system.
 
-Paper: Zhong, Wang, Liu, Wu, Deng, "Mask Focal Loss: A unifying framework for dense crowd counting with
-canonical object detection networks", arXiv 2212.11542. Nothing here is specific to the paper: these helpers
-are candidates for tenfold.core (see the system README).
+First written for `maskfocal` (its train loop is the reference user); moved to core so that any system's
+data-parallel training runs under `torchrun` the same way.
 
 Under `torchrun --nproc_per_node N` (env RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT) `setup`
 initialises a process group: gloo on CPU, nccl on CUDA (one GPU per local rank). Without those variables every
