@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from tenfold.core.errors import InputError
+from tenfold.core.files import load_npz
 from tenfold.systems.qae.loss import encoding_fidelity
 
 CDTYPE = torch.complex128
@@ -322,12 +323,7 @@ def load_control_file(path: str | Path) -> tuple[Tensor, Tensor]:
             raise InputError(f"{source}: expected a JSON object; expected {CONTROL_FILE_FORM}")
         fields = {k: _json_array(v, source, k) for k, v in fields.items() if k in ("drift", "controls")}
     elif path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                fields = {key: f[key] for key in f.files}
-        except Exception as err:  # np.load raises several types for non-npz content
-            raise InputError(f"{source}: not a readable .npz file ({type(err).__name__}); expected "
-                             f"{CONTROL_FILE_FORM}") from None
+        fields = load_npz(path, CONTROL_FILE_FORM, source)
     else:
         raise InputError(f"{source}: unknown suffix {path.suffix!r}; expected {CONTROL_FILE_FORM}")
     missing = [k for k in ("drift", "controls") if k not in fields]

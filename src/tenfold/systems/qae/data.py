@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from tenfold.core.errors import InputError
+from tenfold.core.files import load_npz
 from tenfold.systems.qae.control import pauli_on
 
 CDTYPE = torch.complex128
@@ -269,12 +270,7 @@ def load_states_file(path: str | Path) -> Ensemble:
     name = path.name
     if not path.is_file():
         raise InputError(f"{path}: file not found; expected an .npz with field 'states' (N, 2^n) or 'rho'")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            fields = {key: f[key] for key in f.files}
-    except Exception as err:  # np.load raises several types for non-npz content
-        raise InputError(f"{path}: not a readable .npz file ({type(err).__name__}); expected fields "
-                         f"'states' (N, 2^n) [+ 'weights' (N,)] or 'rho' (2^n, 2^n)") from err
+    fields = load_npz(path, "fields 'states' (N, 2^n) [+ 'weights' (N,)] or 'rho' (2^n, 2^n)")
     if not isinstance(fields, dict) or ("states" not in fields and "rho" not in fields):
         raise InputError(f"{path}: neither field 'states' nor field 'rho' present (found {sorted(fields)})")
     if "states" in fields:
