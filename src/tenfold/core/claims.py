@@ -188,9 +188,7 @@ def judge(advantages: Sequence[float], tie: float, deterministic: bool = False) 
         return "inconclusive", f"tie: within {tie:g}"
     if n < 2:
         return "inconclusive", "one seed: noise cannot be judged"
-    mean = sum(a) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in a) / (n - 1))
-    crit = t_critical(n) * sd / math.sqrt(n)
+    mean, crit = _mean_and_noise(a)
     bar = max(crit, tie)
     text = f"mean advantage {mean:.4g}, t-noise {crit:.3g}, tie {tie:g}"
     if mean > bar:
@@ -205,14 +203,11 @@ def judge_within(diffs: Sequence[float], margin: float, tie: float, deterministi
     d = [float(x) for x in diffs]
     if not d or not all(math.isfinite(x) for x in d):
         return "inconclusive", "a value is missing (NaN or inf)"
-    n = len(d)
-    if deterministic or n < 2:
-        if deterministic:
-            return judge([margin - abs(x) for x in d], tie, deterministic=True)
+    if deterministic:
+        return judge([margin - abs(x) for x in d], tie, deterministic=True)
+    if len(d) < 2:
         return "inconclusive", "one seed: noise cannot be judged"
-    mean = sum(d) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
-    crit = t_critical(n) * sd / math.sqrt(n)
+    mean, crit = _mean_and_noise(d)
     text = f"|mean difference| {abs(mean):.4g}, t-noise {crit:.3g}, margin {margin:g}"
     if abs(mean) + crit < margin - tie:
         return "holds", text
@@ -293,10 +288,6 @@ class Claim:
     @property
     def baseline_mean(self) -> float:
         return _mean(self.baseline_values)
-
-    @property
-    def reference_mean(self) -> float:
-        return _mean(self.reference_values) if self.reference_values else float("nan")
 
     @property
     def unequal_budget(self) -> list[str]:
@@ -394,6 +385,11 @@ def _merge_budgets(budgets: list[Budget]) -> dict[str, dict[str, Any]]:
 
 
 # -------------------------------------------------------------------------------------------- helpers
+
+def _mean_and_noise(xs: Sequence[float]) -> tuple[float, float]:
+    """(mean, t_{0.95, n-1} * se) of n >= 2 paired values: the noise bar of the rule."""
+    return _mean(xs), t_critical(len(xs)) * _std(xs) / math.sqrt(len(xs))
+
 
 def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")

@@ -108,6 +108,7 @@ class SystemRun:
     seeds: tuple[int, ...]
     dev_seeds: tuple[int, ...]
     budget_minutes: float
+    code: str = ""  # the code digest, computed once per system
     rows: dict[int, list[Measurement]] = field(default_factory=dict)
     wall: dict[int, float] = field(default_factory=dict)
     cached: list[int] = field(default_factory=list)
@@ -127,7 +128,7 @@ class SystemRun:
         facts: dict[str, Any] = {
             "status": "error" if self.errors else "ok", "seeds": list(self.seeds),
             "wall_time_s": round(sum(self.wall.values()), 3), "budget_minutes": self.budget_minutes,
-            "cached_seeds": sorted(self.cached), "code": code_digest(self.key),
+            "cached_seeds": sorted(self.cached), "code": self.code,
             "dev_seeds_used": sorted(set(self.seeds) & set(self.dev_seeds))}
         if self.errors:
             facts["error"] = "; ".join(f"seed {s}: {e}" for s, e in sorted(self.errors.items()))
@@ -147,7 +148,7 @@ def reproduce(keys: list[str], profile: str, seeds: tuple[int, ...], out: Path, 
     runs = {}
     for key in keys:
         spec = get_system(key)
-        runs[key] = SystemRun(key, seeds, tuple(spec.dev_seeds), spec.reproduce_minutes)
+        runs[key] = SystemRun(key, seeds, tuple(spec.dev_seeds), spec.reproduce_minutes, code_digest(key))
         overlap = sorted(set(seeds) & set(spec.dev_seeds))
         if overlap:
             log.warning("%s: seeds %s were used during development; they are flagged in the report", key, overlap)
