@@ -5,7 +5,7 @@ import torch
 from torch.testing import assert_close
 
 from tenfold.systems.harmonize import imbalance as I
-from tenfold.systems.harmonize.evaluate import prf, segmentation_metrics
+from tenfold.systems.harmonize.scoring import prf, segmentation_metrics
 from tenfold.systems.harmonize.loss import tversky_index
 
 

@@ -8,7 +8,9 @@ Component -> file map (spec ../shared/specs/harmonize.md, section 2):
   adaptive selector (bisection, online) .............. selector.py
   TinyUNet, smp architectures ........................ model.py
   EL-cell generator, real image/mask folders ......... data.py
-  metrics (IoU, F1, OI, oracle-threshold F1) ......... evaluate.py
+  metrics (IoU, F1, OI, oracle-threshold F1) ......... scoring.py
+  splits, batched logits (train + evaluate) .......... scoring.py
+  evaluation of a finished run (eval.json) ........... evaluate.py
 """
 
 from tenfold.core.registry import SystemSpec, deferred

@@ -29,9 +29,9 @@ from tenfold.core.config import make_config, override
 from tenfold.core.runs import RunDir
 from tenfold.core.runtime import select_device
 from tenfold.systems.harmonize.config import PROFILES, Config
-from tenfold.systems.harmonize.evaluate import segmentation_metrics
 from tenfold.systems.harmonize.model import build_model
-from tenfold.systems.harmonize.train import load_splits, predict_logits, train
+from tenfold.systems.harmonize.scoring import load_splits, predict_logits, segmentation_metrics
+from tenfold.systems.harmonize.train import train
 
 log = logging.getLogger("tenfold.harmonize")
 SYSTEM = "harmonize"

@@ -27,37 +27,14 @@ from torch import nn
 from tenfold.core.runs import RunDir
 from tenfold.core.runtime import progress_bar, seed_everything, select_device
 from tenfold.systems.harmonize.config import Config
-from tenfold.systems.harmonize.data import (SegmentationSet, augment, load_pairs_folder, make_split,
-                                             random_crops)
+from tenfold.systems.harmonize.data import SegmentationSet, augment, random_crops
 from tenfold.systems.harmonize.imbalance import confusion_counts, signed_imbalance
 from tenfold.systems.harmonize.loss import HarmonizedCompoundLoss, build_criterion
 from tenfold.systems.harmonize.model import build_model
+from tenfold.systems.harmonize.scoring import load_splits, predict_logits, segmentation_metrics
 from tenfold.systems.harmonize.selector import AdaptiveImbalanceSelector, OnlineImbalanceController, require_validation
 
 log = logging.getLogger("tenfold.harmonize")
-
-
-def load_splits(cfg: Config) -> dict[str, SegmentationSet]:
-    """train / val / test: the user's folder (spec 4.2) or the generator with disjoint seeds (spec 4.1)."""
-    if cfg.data.root:
-        import dataclasses
-
-        root = Path(cfg.data.root)
-        return {s: dataclasses.replace(load_pairs_folder(root / s), split=s) for s in ("train", "val", "test")}
-    d = cfg.data
-    nums = {"train": d.num_train, "val": d.num_val, "test": d.num_test}
-    return {s: make_split(s, n, d.image_size, (d.crack_len_min, d.crack_len_max), d.p_defect, cfg.seed,
-                         (d.contrast_min, d.contrast_max), d.noise_std) for s, n in nums.items()}
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 16) -> torch.Tensor:
-    """(N, 1, H, W) logits on the CPU, in eval mode."""
-    was_training = model.training
-    model.eval()
-    out = [model(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
-    model.train(was_training)
-    return torch.cat(out)
 
 
 def validation_imbalance(model: nn.Module, val: SegmentationSet, device: torch.device, measure: str = "oi",
@@ -245,8 +222,6 @@ def fit(cfg: Config, run: RunDir, splits: dict[str, SegmentationSet], device: to
 
 def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """Train one model with one loss; write config.json, metrics.jsonl, checkpoints and summary.json."""
-    from tenfold.systems.harmonize.evaluate import segmentation_metrics
-
     t0 = time.perf_counter()
     run = RunDir(run_dir)
     run.write_config(cfg)
