@@ -18,9 +18,9 @@ import torch
 
 from tenfold.core.config import make_config
 from tenfold.systems.fctl.config import PROFILES, Config
-from tenfold.systems.fctl.evaluate import PeakMemory, predict_logits
+from tenfold.systems.fctl.evaluate import PeakMemory
 from tenfold.systems.fctl.patching import iter_patches, patch_boxes
-from tenfold.systems.fctl.train import build_stage_model
+from tenfold.systems.fctl.stages import build_stage_model, predict_logits
 
 
 @torch.no_grad()

@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tenfold.systems.fctl.evaluate import PeakMemory, confusion_matrix, iou_per_class, miou
+from tenfold.systems.fctl.evaluate import PeakMemory
 from tenfold.systems.fctl.loss import loss_terms, softmax_focal_loss
+from tenfold.systems.fctl.stages import confusion_matrix, iou_per_class, miou
 from tenfold.systems.fctl.train import poly_lr
 
 

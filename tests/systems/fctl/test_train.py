@@ -9,8 +9,8 @@ import torch
 from tenfold.core.config import ConfigError, make_config, override
 from tenfold.systems.fctl.config import PROFILES, Config
 from tenfold.systems.fctl.loss import loss_terms
-from tenfold.systems.fctl.train import (build_stage_model, image_samples, load_split, stage_path, train,
-                                        train_step)
+from tenfold.systems.fctl.stages import build_stage_model, load_split, stage_path
+from tenfold.systems.fctl.train import image_samples, train, train_step
 
 
 def _tiny(smoke_cfg, **kw):

@@ -9,7 +9,9 @@ Component -> file map (spec ../shared/specs/fctl.md, section 2):
   TinyFCN, FCN8s (VGG-16), FCtLNet, GlobalOnly baseline .................. model.py
   softmax focal loss ..................................................... loss.py
   SynthLandcover, DeepGlobe / Inria readers, mask writer ................. data.py
-  mIoU (class 0 dropped), peak memory .................................... evaluate.py
+  stage models and splits, mIoU (class 0 dropped), stage prediction ...... stages.py
+  staged training, poly lr, resume ....................................... train.py
+  peak memory, test-split evaluation, segment_file ....................... evaluate.py
 """
 
 from tenfold.core.registry import SystemSpec, deferred

@@ -27,8 +27,9 @@ from tenfold.core.claims import Measurement, Relation
 from tenfold.core.config import make_config, override
 from tenfold.systems.fctl import data as D
 from tenfold.systems.fctl.config import PROFILES, Config
-from tenfold.systems.fctl.evaluate import PeakMemory, evaluate_images, predict_logits, stage_predict
-from tenfold.systems.fctl.train import load_split, load_stage_model, train
+from tenfold.systems.fctl.evaluate import PeakMemory
+from tenfold.systems.fctl.stages import evaluate_images, load_split, load_stage_model, predict_logits, stage_predict
+from tenfold.systems.fctl.train import train
 
 log = logging.getLogger("tenfold.fctl")
 SYSTEM = "fctl"

@@ -18,104 +18,27 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from tenfold.core.errors import InputError
 from tenfold.core.runs import RunDir, atomic_write_bytes
 from tenfold.core.runtime import progress_bar, seed_everything, select_device
-from tenfold.systems.fctl import data as D
 from tenfold.systems.fctl.config import Config
 from tenfold.systems.fctl.loss import loss_terms
-from tenfold.systems.fctl.model import FCtLNet, GlobalOnly, build_encoder, build_trunk
+from tenfold.systems.fctl.model import FCtLNet
 from tenfold.systems.fctl.patching import crops_for, patch_boxes
+from tenfold.systems.fctl.stages import (SegImages, build_stage_model, evaluate_images, load_split, load_stage_model,
+                                         stage_path, stage_predict)
 
 log = logging.getLogger("tenfold.fctl")
-
-
-@dataclass
-class SegImages:
-    """A split: synthetic arrays in memory, or real files read on demand (bounded memory)."""
-
-    arrays: list[tuple[np.ndarray, np.ndarray]] | None = None
-    files: list[Path] | None = None
-    source: str = "synth"
-
-    def __len__(self) -> int:
-        return len(self.arrays) if self.arrays is not None else len(self.files)
-
-    def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.arrays[i] if self.arrays is not None else D.read_pair(self.source, self.files[i])
-
-    def image(self, i: int) -> torch.Tensor:
-        img = self.pair(i)[0]
-        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
-        return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
-
-    @property
-    def labels(self) -> list[np.ndarray]:
-        return [self.pair(i)[1] for i in range(len(self))]
-
-
-def load_split(cfg: Config, split: str) -> SegImages:
-    d = cfg.data
-    count = {"train": d.num_train, "val": d.num_val, "test": d.num_test}[split]
-    if d.source == "synth":
-        samples = D.synth_split(split, count, d.image_size, d.patch_size, cfg.seed)
-        return SegImages(arrays=[(s.image, s.label) for s in samples])
-    if not d.root:
-        raise InputError(f"data.root: required for data.source={d.source!r} (the dataset folder)")
-    return SegImages(files=D.list_split(d.source, d.root, split)[:count], source=d.source)
 
 
 def poly_lr(base_lr: float, iteration: int, max_iterations: int, power: float = 0.9) -> float:
     """Poly schedule [code]: lr = lr0 (1 - T / T_max)^power, per iteration."""
     return base_lr * max(0.0, 1.0 - iteration / max_iterations) ** power
-
-
-def stage_factors(cfg: Config, stage: str) -> tuple[float, ...]:
-    if stage.startswith("single"):
-        return (cfg.model.context_factors[int(stage[6:])],)
-    return tuple(cfg.model.context_factors) if stage in ("all", "all_ale") else ()
-
-
-def build_stage_model(cfg: Config, stage: str, done: dict[str, dict]) -> torch.nn.Module:
-    """The model of `stage`, initialised from the finished stages `done` ({stage: state_dict}) [code]."""
-    m, k = cfg.model, cfg.data.num_classes
-    trunk = build_trunk(m.backbone, k, m.tiny_widths, m.weights_file)
-    if stage == "global":
-        model: torch.nn.Module = GlobalOnly(trunk, cfg.data.patch_size)
-    elif stage == "local":
-        model = FCtLNet(trunk, [], "local")
-    elif stage.startswith("single"):
-        model = FCtLNet(trunk, [build_encoder(m.backbone, m.tiny_widths)], "single_context", m.use_centered_qk,
-                        init_std=m.attention_init_std)
-        if "local" in done:
-            model.trunk.load_state_dict(_sub(done["local"], "trunk."))
-            # Design choice: the context encoder starts from stage 0's encoder (ImageNet VGG in the code).
-            model.context_encoders[0].load_state_dict(_sub(done["local"], "trunk.encoder."))
-    else:
-        n = len(m.context_factors)
-        encs = [build_encoder(m.backbone, m.tiny_widths) for _ in range(n)]
-        model = FCtLNet(trunk, encs, "all", m.use_centered_qk, use_ale=m.use_ale or stage == "all_ale",
-                        ale_rounds=m.ale_rounds, ale_mode=m.ale_mode, init_std=m.attention_init_std,
-                        freeze_contexts=True)
-        for i in range(n):
-            if f"single{i}" in done:
-                model.context_encoders[i].load_state_dict(_sub(done[f"single{i}"], "context_encoders.0."))
-        if "single0" in done:  # local network and the first context branch from stage 1 [code]
-            model.trunk.load_state_dict(_sub(done["single0"], "trunk."))
-            model.lcf.branches[1].load_state_dict(_sub(done["single0"], "lcf.branches.0."))
-    model.factors = stage_factors(cfg, stage)
-    return model
-
-
-def _sub(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _augment(rng: np.random.Generator, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -203,19 +126,6 @@ def run_stage(cfg: Config, stage: str, stage_index: int, model: torch.nn.Module,
     return True
 
 
-def stage_path(run_dir: Path, stage: str) -> Path:
-    return Path(run_dir) / "stages" / f"{stage}.pt"
-
-
-def load_stage_model(cfg: Config, run_dir: Path, stage: str) -> torch.nn.Module:
-    path = stage_path(run_dir, stage)
-    if not path.exists():
-        raise InputError(f"{path}: stage {stage!r} not trained; run `tenfold train` on this directory first")
-    model = build_stage_model(cfg, stage, {})
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model.to(select_device(cfg.device))
-
-
 def train(cfg: Config, run_dir: Path, stop_after_epochs: int | None = None) -> dict[str, Any]:
     """Train every stage of `cfg.train.stages` into `run_dir`; resumes; writes summary.json.
 
@@ -255,8 +165,6 @@ def train(cfg: Config, run_dir: Path, stop_after_epochs: int | None = None) -> d
 
 def _val_scores(cfg: Config, run_dir: Path, done: dict[str, dict]) -> dict[str, float]:
     """Validation mIoU of every stage (no TTA, as the code's periodic validation)."""
-    from tenfold.systems.fctl.evaluate import evaluate_images, stage_predict
-
     val = load_split(cfg, "val")
     out = {}
     for stage in cfg.train.stages:

@@ -1,0 +1,191 @@
+"""Stage models, splits and stage scoring of FCtL (Liu et al., "Ultra-high Resolution Image Segmentation via
+Locality-aware Context Fusion and Alternating Local Enhancement", IJCV 2024, arXiv 2109.02580): what training
+(spec ../shared/specs/fctl.md section 3) and evaluation (component 13) both use.
+
+  SegImages / load_split                    a split: synthetic arrays in memory or real files read on demand
+  build_stage_model / load_stage_model      the model of a stage, initialised from the finished stages [code]
+  confusion_matrix / iou_per_class / miou   component 13 [code]: mIoU over classes 1..K-1 (class 0 dropped)
+  predict_logits / stage_predict            patch pipeline (optionally contexts from another image), per stage
+  evaluate_images                           confusion + scores over a split
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from tenfold.core.errors import InputError
+from tenfold.core.runtime import select_device
+from tenfold.systems.fctl import data as D
+from tenfold.systems.fctl.config import Config
+from tenfold.systems.fctl.model import FCtLNet, GlobalOnly, build_encoder, build_trunk
+from tenfold.systems.fctl.patching import iter_patches, merge_logits, tta_logits
+
+
+@dataclass
+class SegImages:
+    """A split: synthetic arrays in memory, or real files read on demand (bounded memory)."""
+
+    arrays: list[tuple[np.ndarray, np.ndarray]] | None = None
+    files: list[Path] | None = None
+    source: str = "synth"
+
+    def __len__(self) -> int:
+        return len(self.arrays) if self.arrays is not None else len(self.files)
+
+    def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.arrays[i] if self.arrays is not None else D.read_pair(self.source, self.files[i])
+
+    def image(self, i: int) -> torch.Tensor:
+        img = self.pair(i)[0]
+        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+        return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+
+    @property
+    def labels(self) -> list[np.ndarray]:
+        return [self.pair(i)[1] for i in range(len(self))]
+
+
+def load_split(cfg: Config, split: str) -> SegImages:
+    d = cfg.data
+    count = {"train": d.num_train, "val": d.num_val, "test": d.num_test}[split]
+    if d.source == "synth":
+        samples = D.synth_split(split, count, d.image_size, d.patch_size, cfg.seed)
+        return SegImages(arrays=[(s.image, s.label) for s in samples])
+    if not d.root:
+        raise InputError(f"data.root: required for data.source={d.source!r} (the dataset folder)")
+    return SegImages(files=D.list_split(d.source, d.root, split)[:count], source=d.source)
+
+
+def stage_factors(cfg: Config, stage: str) -> tuple[float, ...]:
+    if stage.startswith("single"):
+        return (cfg.model.context_factors[int(stage[6:])],)
+    return tuple(cfg.model.context_factors) if stage in ("all", "all_ale") else ()
+
+
+def build_stage_model(cfg: Config, stage: str, done: dict[str, dict]) -> torch.nn.Module:
+    """The model of `stage`, initialised from the finished stages `done` ({stage: state_dict}) [code]."""
+    m, k = cfg.model, cfg.data.num_classes
+    trunk = build_trunk(m.backbone, k, m.tiny_widths, m.weights_file)
+    if stage == "global":
+        model: torch.nn.Module = GlobalOnly(trunk, cfg.data.patch_size)
+    elif stage == "local":
+        model = FCtLNet(trunk, [], "local")
+    elif stage.startswith("single"):
+        model = FCtLNet(trunk, [build_encoder(m.backbone, m.tiny_widths)], "single_context", m.use_centered_qk,
+                        init_std=m.attention_init_std)
+        if "local" in done:
+            model.trunk.load_state_dict(_sub(done["local"], "trunk."))
+            # Design choice: the context encoder starts from stage 0's encoder (ImageNet VGG in the code).
+            model.context_encoders[0].load_state_dict(_sub(done["local"], "trunk.encoder."))
+    else:
+        n = len(m.context_factors)
+        encs = [build_encoder(m.backbone, m.tiny_widths) for _ in range(n)]
+        model = FCtLNet(trunk, encs, "all", m.use_centered_qk, use_ale=m.use_ale or stage == "all_ale",
+                        ale_rounds=m.ale_rounds, ale_mode=m.ale_mode, init_std=m.attention_init_std,
+                        freeze_contexts=True)
+        for i in range(n):
+            if f"single{i}" in done:
+                model.context_encoders[i].load_state_dict(_sub(done[f"single{i}"], "context_encoders.0."))
+        if "single0" in done:  # local network and the first context branch from stage 1 [code]
+            model.trunk.load_state_dict(_sub(done["single0"], "trunk."))
+            model.lcf.branches[1].load_state_dict(_sub(done["single0"], "lcf.branches.0."))
+    model.factors = stage_factors(cfg, stage)
+    return model
+
+
+def _sub(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def stage_path(run_dir: Path, stage: str) -> Path:
+    return Path(run_dir) / "stages" / f"{stage}.pt"
+
+
+def load_stage_model(cfg: Config, run_dir: Path, stage: str) -> torch.nn.Module:
+    path = stage_path(run_dir, stage)
+    if not path.exists():
+        raise InputError(f"{path}: stage {stage!r} not trained; run `tenfold train` on this directory first")
+    model = build_stage_model(cfg, stage, {})
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.to(select_device(cfg.device))
+
+
+def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K, K) int64 counts, rows = ground truth, columns = prediction."""
+    idx = target.astype(np.int64).ravel() * num_classes + pred.astype(np.int64).ravel()
+    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def iou_per_class(conf: np.ndarray) -> np.ndarray:
+    """IoU_k = TP / (TP + FP + FN); NaN for a class absent from both prediction and ground truth."""
+    tp = np.diag(conf).astype(np.float64)
+    denom = conf.sum(0) + conf.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
+
+
+def miou(conf: np.ndarray, classes: Sequence[int] | None = None) -> float:
+    """Mean IoU (in %) over `classes` (default 1..K-1: class 0 is dropped [code], pitfall 2)."""
+    iou = iou_per_class(conf)
+    classes = list(range(1, conf.shape[0])) if classes is None else list(classes)
+    return float(np.nanmean(iou[classes]) * 100)
+
+
+@torch.no_grad()
+def predict_logits(model: Callable, image: torch.Tensor, cfg: Config, context_image: torch.Tensor | None = None,
+                   tta: bool | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(K, H, W) summed patch logits of `model(local, contexts)`; contexts come from `context_image` if given.
+
+    Shuffled-context ablation (spec 6): `context_image` = another image of the same size.
+    """
+    d = cfg.data
+    factors = model_factors(model, cfg)
+    tta = cfg.eval.use_tta if tta is None else tta
+    canvas = torch.zeros(d.num_classes, *image.shape[-2:], device=device)
+    src = image if context_image is None else context_image
+    ctx_iter = iter_patches(src, d.patch_size, d.min_overlap, factors, cfg.eval.test_batch)
+    for (boxes, local, _), (_, _, ctx) in zip(iter_patches(image, d.patch_size, d.min_overlap, (),
+                                                           cfg.eval.test_batch), ctx_iter):
+        local, ctx = local.to(device), [c.to(device) for c in ctx]
+        merge_logits(canvas, tta_logits(model, local, ctx) if tta else model(local, ctx), boxes)
+    return canvas
+
+
+def model_factors(model: Any, cfg: Config) -> tuple[float, ...]:
+    """Context factors a stage model consumes (stored on it by build_stage_model)."""
+    return tuple(getattr(model, "factors", cfg.model.context_factors))
+
+
+def scores(confs: np.ndarray) -> dict[str, Any]:
+    iou = iou_per_class(confs)
+    return {"miou": miou(confs), "iou_per_class": [None if np.isnan(v) else float(v * 100) for v in iou]}
+
+
+def evaluate_images(predict: Callable[[int], torch.Tensor], labels: Sequence[np.ndarray],
+                    num_classes: int) -> dict[str, Any]:
+    """Confusion over every image: `predict(i)` returns (K, H, W) logits or (H, W) labels of image i."""
+    conf = np.zeros((num_classes, num_classes), np.int64)
+    t0 = time.perf_counter()
+    for i, lbl in enumerate(labels):
+        out = predict(i)
+        pred = out.argmax(0) if out.ndim == 3 else out
+        conf += confusion_matrix(pred.cpu().numpy(), np.asarray(lbl), num_classes)
+    res = scores(conf)
+    res["seconds_per_image"] = (time.perf_counter() - t0) / max(len(labels), 1)
+    res["confusion"] = conf.tolist()
+    return res
+
+
+@torch.no_grad()
+def stage_predict(model: Any, stage: str, image: torch.Tensor, cfg: Config,
+                  context_image: torch.Tensor | None = None, tta: bool | None = None) -> torch.Tensor:
+    """(K, H, W) logits of one stage model on a (3, H, W) image (the global baseline runs whole-image)."""
+    if stage == "global":
+        return model(image[None])[0]
+    return predict_logits(model, image, cfg, context_image, tta)
