@@ -30,7 +30,8 @@ from tenfold.systems.rulenet.baselines import (EnsembleMember, fit_deep_ensemble
                                                summary_stats, train_member)
 from tenfold.systems.rulenet.config import PROFILES, Config
 from tenfold.systems.rulenet.linking import GradientLinkingSearch
-from tenfold.systems.rulenet.train import make_optimizer, predict, prepare_run, run_epoch
+from tenfold.systems.rulenet.pipeline import predict, prepare_run
+from tenfold.systems.rulenet.train import make_optimizer, run_epoch
 
 
 

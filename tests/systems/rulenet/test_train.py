@@ -14,10 +14,10 @@ from tenfold.core.config import make_config
 from tenfold.core.runs import RunDir
 from tenfold.systems.rulenet.config import PROFILES, Config
 from tenfold.systems.rulenet.data import NOISY_EXPERT_RULES, items_to_frames, make_machining
-from tenfold.systems.rulenet.evaluate import average_precision
 from tenfold.systems.rulenet.export import export_rules, raw_features
+from tenfold.systems.rulenet.pipeline import average_precision, f1_positive, predict, prepare_run
 from tenfold.systems.rulenet.rules import parse_rules, predict_hard
-from tenfold.systems.rulenet.train import f1_positive, predict, prepare_run, train, train_model
+from tenfold.systems.rulenet.train import train, train_model
 
 TINY = {"data.num_train": 600, "data.num_val": 300, "data.num_test": 300, "data.num_shift_test": 200,
         "train.warmup_epochs": 1, "train.rule_epochs": 1, "train.joint_epochs": 2}

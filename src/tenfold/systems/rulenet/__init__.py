@@ -9,6 +9,10 @@ Component -> file map (spec section 2):
   gradient linking (none/ste/graft/search) . linking.py
   losses ................................... loss.py
   export_rules, explain .................... export.py
+  data preparation, predict, F1 / PR-AUC,
+  split and summary metrics ................ pipeline.py
+  staged training .......................... train.py
+  evaluate, stability, churn ............... evaluate.py
   DeepEnsemble and peers ................... baselines.py
   scikit-learn style estimator ............. estimator.py
   AI4I-style generator, real-format reader . data.py

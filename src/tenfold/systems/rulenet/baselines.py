@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from tenfold.systems.rulenet.model import DataAssessingModel
-from tenfold.systems.rulenet.train import Prepared, f1_positive
+from tenfold.systems.rulenet.pipeline import Prepared, f1_positive
 
 log = logging.getLogger("tenfold.rulenet")
 

@@ -58,7 +58,7 @@ class RuleNetClassifier:
         return self
 
     def _prepared(self, obs_df, items_df):
-        from tenfold.systems.rulenet.train import prepare
+        from tenfold.systems.rulenet.pipeline import prepare
 
         if self.model_ is None:
             raise InputError("RuleNetClassifier: call fit() before predict / explain")
@@ -70,7 +70,7 @@ class RuleNetClassifier:
 
     def predict(self, obs_df, items_df) -> np.ndarray:
         """Class labels from the learned hard rules."""
-        from tenfold.systems.rulenet.train import predict
+        from tenfold.systems.rulenet.pipeline import predict
 
         pred = predict(self.model_, self._prepared(obs_df, items_df), self.cfg_)["pred"].numpy()
         return np.asarray(self.classes_)[pred]
@@ -78,21 +78,21 @@ class RuleNetClassifier:
     def predict_proba(self, obs_df, items_df) -> np.ndarray:
         """(N, 2) [P(first rule class), 1 - P] from the soft rule score (a ranking score for PR-AUC only: the
         decision is the hard rules')."""
-        from tenfold.systems.rulenet.train import predict
+        from tenfold.systems.rulenet.pipeline import predict
 
         score = predict(self.model_, self._prepared(obs_df, items_df), self.cfg_)["score"].numpy()
         return np.stack([score, 1 - score], 1)
 
     def key_features(self, obs_df, items_df) -> dict[str, np.ndarray]:
         """The rules' input columns (key features in original units + static attributes) per item."""
-        from tenfold.systems.rulenet.train import predict
+        from tenfold.systems.rulenet.pipeline import predict
 
         p = self._prepared(obs_df, items_df)
         return raw_features(self.model_, predict(self.model_, p, self.cfg_)["k"], p.data.static)
 
     def explain(self, item_id: Any, obs_df, items_df) -> dict[str, Any]:
         """The rule that fired for `item_id` and its most / least trusted observations."""
-        from tenfold.systems.rulenet.train import predict
+        from tenfold.systems.rulenet.pipeline import predict
 
         p = self._prepared(obs_df, items_df)
         where = np.flatnonzero(p.data.item_ids == item_id)
@@ -105,7 +105,7 @@ class RuleNetClassifier:
 
     def export_rules(self) -> str:
         """The learned rule set as text (re-parses to the same hard decision function)."""
-        from tenfold.systems.rulenet.train import predict
+        from tenfold.systems.rulenet.pipeline import predict
 
         out = predict(self.model_, self._val, self.cfg_)
         raw = raw_features(self.model_, out["k"], self._val.data.static)

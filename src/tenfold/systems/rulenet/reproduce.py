@@ -27,8 +27,10 @@ from tenfold.core.config import make_config, override
 from tenfold.core.runtime import progress
 from tenfold.systems.rulenet.baselines import fit_deep_ensemble, make_peers
 from tenfold.systems.rulenet.config import PROFILES, Config
-from tenfold.systems.rulenet.evaluate import churn, expert_rules_f1, split_metrics, stability
-from tenfold.systems.rulenet.train import Prepared, f1_positive, prepare, shifted_sets, train_model
+from tenfold.systems.rulenet.evaluate import churn, stability
+from tenfold.systems.rulenet.pipeline import (Prepared, expert_rules_f1, f1_positive, prepare, shifted_sets,
+                                              split_metrics)
+from tenfold.systems.rulenet.train import train_model
 
 log = logging.getLogger("tenfold.rulenet")
 SYSTEM = "rulenet"

@@ -2,7 +2,7 @@
 
 Paper: Li et al., "Deep Explainable Learning with Graph Based Data Assessing and Rule Reasoning".
 Steps (every one a design choice of the spec; the paper body is unavailable):
- 1. standardise every raw channel; keep mean / std so thresholds print in original units   -> `prepare_run`
+ 1. standardise every raw channel; keep mean / std so thresholds print in original units   -> `pipeline.prepare_run`
  2. assessor warm-up: regress pi onto a robust-reconstruction target (mean-shift weights)  -> `robust_target`
  3. rule-only phase: GNN frozen, median-pooled key features; thresholds, weights, biases     -> phase "rule"
  4. joint phase: everything trainable, tau annealed 1.0 -> 0.05 geometrically (`anneal_tau`), w and g clipped
@@ -16,110 +16,25 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from tenfold.core.errors import InputError
 from tenfold.core.runs import RunDir
 from tenfold.core.runtime import progress_bar, seed_everything, select_device
-from tenfold.systems.rulenet import data as D
 from tenfold.systems.rulenet.config import Config
-from tenfold.systems.rulenet.graph import build_observation_graph, knn_rows_graph, row_normalise
 from tenfold.systems.rulenet.linking import GradientLinkingSearch, graft, kl_link, straight_through
 from tenfold.systems.rulenet.loss import anchor_loss, gate_loss, rule_loss, total_loss
-from tenfold.systems.rulenet.model import RuleNet, feature_stats, mean_pool, median_pool
-from tenfold.systems.rulenet.rules import RuleSet, compute_features, parse_rules
+from tenfold.systems.rulenet.model import RuleNet, median_pool
+from tenfold.systems.rulenet.pipeline import (Prepared, f1_positive, init_seed, key_of, predict, prepare_run,
+                                              run_metrics, take)
 
 log = logging.getLogger("tenfold.rulenet")
 
 
-@dataclass
-class Prepared:
-    """Model-ready tensors of one split: obs (N, M, d) standardised, quality (N, M, q), mask (N, M),
-    adj (N, M, M) row-normalised, cat (N, A) category-atom values, labels (N,), pooled keys (N, d)."""
-
-    data: D.ItemData
-    tensors: dict[str, torch.Tensor]
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-
 # ------------------------------------------------------------------------------------------- data
-
-def load_rules(cfg: Config) -> RuleSet:
-    if cfg.data.rules:
-        path = Path(cfg.data.rules)
-        if not path.exists():
-            raise InputError(f"rules file {path}: not found")
-        return parse_rules(path.read_text(), source=str(path))
-    # Design choice: "noisy_spurious" adds the spec's optional spurious atom `& torque > 30` to the HDF rule
-    # (exercises learned gates).
-    text = {"noisy": D.NOISY_EXPERT_RULES, "true": D.TRUE_RULES,
-            "noisy_spurious": D.NOISY_EXPERT_RULES.replace("rpm < 1300", "rpm < 1300 & torque > 30")}
-    return parse_rules(text[cfg.data.expert_rules], source=f"expert_rules={cfg.data.expert_rules}")
-
-
-def split_seed(seed: int, part: int) -> int:
-    """Separately seeded splits (spec 4.1: AR(1) correlates neighbours; never split rows at random)."""
-    return 10_000 * seed + part
-
-
-def load_splits(cfg: Config) -> tuple[RuleSet, dict[str, D.ItemData]]:
-    """The rule set and the train / val / test splits (generated, or the user's tables in contiguous blocks)."""
-    rs = load_rules(cfg)
-    dc = cfg.data
-    if (dc.observations is None) != (dc.items is None):
-        raise InputError("data.observations and data.items must be given together (long observation table and "
-                         "item table)")
-    if dc.observations:
-        allowed = tuple(rs.classes)
-        items = D.load_tables(Path(dc.observations), Path(dc.items), dc.label_column)
-        bad = set(items.classes) - set(allowed)
-        if bad:
-            raise InputError(f"{dc.items}: labels {sorted(bad)} are not classes of the rules ({list(allowed)})")
-        remap = torch.tensor([allowed.index(c) for c in items.classes])
-        items.labels, items.classes = remap[items.labels], allowed
-        n = len(items)
-        n_val, n_test = int(round(dc.val_fraction * n)), int(round(dc.test_fraction * n))
-        n_train = n - n_val - n_test
-        if min(n_train, n_val, n_test) < 1:
-            raise InputError(f"{dc.items}: {n} items are too few to split into train / val / test")
-        idx = np.arange(n)
-        splits = {"train": items.subset(idx[:n_train]), "val": items.subset(idx[n_train:n_train + n_val]),
-                  "test": items.subset(idx[n_train + n_val:])}
-    else:
-        splits = {name: D.make_machining(n, split_seed(cfg.seed, part), dc.num_obs)
-                  for part, (name, n) in enumerate((("train", dc.num_train), ("val", dc.num_val),
-                                                   ("test", dc.num_test)), start=1)}
-    first = splits["train"]
-    categorical = {k: set(v.tolist()) for k, v in first.static.items()}
-    rs.validate(set(first.channels), categorical, source=cfg.data.rules or "rules")
-    return rs, splits
-
-
-def shifted_sets(cfg: Config) -> dict[str, D.ItemData]:
-    """The five shifted test sets of spec 4.1, each with its own seed."""
-    return {name: D.make_machining(cfg.data.num_shift_test, split_seed(cfg.seed, 10 + j), cfg.data.num_obs, name)
-            for j, name in enumerate(D.SHIFTS[1:])}
-
-
-def channel_stats(data: D.ItemData) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std of every raw channel over the valid training observations, (d,) each."""
-    x = data.obs[data.mask]  # (n_obs, d)
-    return x.double().mean(0), x.double().std(0).clamp_min(1e-9)
-
-
-def category_atoms(rs: RuleSet, static: dict[str, np.ndarray], n: int) -> torch.Tensor:
-    """(N, A) 1.0 where a category atom's test holds (before negation); 0 for numeric atoms."""
-    cols = [np.asarray(static[a.feature]).astype(str) == a.label if a.kind == "cat" else np.zeros(n, bool)
-            for _, a in rs.atoms]
-    return torch.as_tensor(np.stack(cols, 1), dtype=torch.float64)
-
 
 def robust_target(obs: torch.Tensor, mask: torch.Tensor, iters: int = 3) -> torch.Tensor:
     """Mean-shift weights from the median (the warm-up's robust-reconstruction target), (B, M).
@@ -136,53 +51,6 @@ def robust_target(obs: torch.Tensor, mask: torch.Tensor, iters: int = 3) -> torc
         w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
         k = torch.einsum("bm,bmd->bd", w, obs)
     return w
-
-
-# Design choice: in knn_rows mode the "rows" are the items' mean-pooled observations, and each item's node set is its
-# row plus its k nearest rows of the same split (transductive smoothing); the same GNN then weighs them.
-def knn_rows_view(obs: torch.Tensor, quality: torch.Tensor, mask: torch.Tensor, k: int):
-    """graph_mode = knn_rows: each item's mean-pooled row is one observation; its node set is the row and its
-    k nearest rows in the same split. (N, M, d) -> (N, 1 + k, d); the mask is all True."""
-    rows = mean_pool(obs, mask)  # (N, d)
-    qrows = mean_pool(quality, mask) if quality.shape[-1] else quality[:, 0]  # (N, q)
-    idx, _ = knn_rows_graph(rows, k)  # (N, k)
-    nodes = torch.cat([torch.arange(len(rows))[:, None], idx], 1)  # (N, 1 + k)
-    return rows[nodes], qrows[nodes], torch.ones(nodes.shape, dtype=torch.bool)
-
-
-def prepare(data: D.ItemData, chan_mean: torch.Tensor, chan_std: torch.Tensor, rs: RuleSet, cfg: Config) -> Prepared:
-    obs = ((data.obs.double() - chan_mean) / chan_std).float() * data.mask[..., None]  # (N, M, d) std units
-    quality, mask = data.quality, data.mask
-    if cfg.model.graph_mode == "knn_rows":
-        obs, quality, mask = knn_rows_view(obs, quality, mask, cfg.model.num_neighbours)
-    adj = torch.cat([row_normalise(build_observation_graph(obs[s:s + 4096], mask[s:s + 4096], cfg.model.num_neighbours,
-                                                           time_ordered=cfg.model.graph_mode == "intra"))
-                     for s in range(0, len(obs), 4096)])
-    t = {"obs": obs, "quality": quality, "mask": mask, "adj": adj, "labels": data.labels.long(),
-         "cat": category_atoms(rs, data.static, len(data)), "k_median": median_pool(obs, mask),
-         "k_mean": mean_pool(obs, mask)}
-    return Prepared(data, t)
-
-
-def take(p: Prepared, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {k: v[idx] for k, v in p.tensors.items()}
-
-
-def pooled_features(rs: RuleSet, k_std: torch.Tensor, chan_mean: torch.Tensor, chan_std: torch.Tensor,
-                    channels: tuple[str, ...]) -> np.ndarray:
-    """Rule features (N, F) in original units from standardised key features (N, d)."""
-    k = (chan_mean + chan_std * k_std.double()).numpy()
-    env = compute_features(rs, {c: k[:, i] for i, c in enumerate(channels)})
-    return np.stack([np.asarray(env[f], dtype=np.float64) for f in rs.numeric_features], 1)
-
-
-def build_model(cfg: Config, rs: RuleSet, train: Prepared, chan_mean, chan_std) -> RuleNet:
-    feats = pooled_features(rs, train.tensors["k_median"], chan_mean, chan_std, train.data.channels)
-    fmean, fstd = feature_stats(feats, rs.numeric_features)
-    model = RuleNet(rs, train.data.channels, chan_mean, chan_std, fmean, fstd, train.data.quality.shape[-1],
-                    cfg.model.hidden, cfg.model.num_layers)
-    model.rules.gates.requires_grad_(cfg.model.use_learned_gates)
-    return model
 
 
 # -------------------------------------------------------------------------------------- objective
@@ -234,14 +102,6 @@ def link_term(model: RuleNet, searcher: GradientLinkingSearch, k_std, pi, batch,
     if searcher.found_only:  # Design choice: no target for items whose hard output no step size can fix
         kl = kl[found] if bool(found.any()) else kl[:0]
     return kl.sum() / len(wrong)
-
-
-def key_of(model: RuleNet, batch: dict, cfg: Config):
-    """(pi, k_std) for the configured pooling; pi is None for the pooled baselines."""
-    if cfg.model.pooling == "gnn":
-        _, pi, k = model.assess(batch, cfg.model.use_hard_assessment, cfg.model.keep_fraction)
-        return pi, k
-    return None, batch["k_median" if cfg.model.pooling == "median" else "k_mean"]
 
 
 def phase_terms(phase: str, model: RuleNet, batch: dict, cfg: Config, tau: float,
@@ -315,59 +175,7 @@ def run_epoch(phase: str, model: RuleNet, train: Prepared, opt, cfg: Config, tau
     return {k: v / max(nb, 1) for k, v in sums.items()}
 
 
-# -------------------------------------------------------------------------------------- inference
-
-@torch.no_grad()
-def predict(model: RuleNet, p: Prepared, cfg: Config, tau: float | None = None, batch_size: int = 4096) -> dict:
-    """Hard-rule decisions (always; soft decisions only for the soft-only ablation), scores, pi, features."""
-    model.eval()
-    out: dict[str, list] = {"pred": [], "soft_pred": [], "score": [], "pi": [], "k": [], "feats": []}
-    rn = model.rules
-    tau = cfg.train.tau_end if tau is None else tau
-    for s in range(0, len(p), batch_size):
-        batch = take(p, torch.arange(s, min(s + batch_size, len(p))))
-        pi, k = key_of(model, batch, cfg)
-        feats = rn.features(model.raw_from_k(k))
-        c_hard, _ = rn.combine(rn.hard_atoms(feats, batch["cat"]), hard=True)
-        _, P = rn.combine(rn.soft_atoms(feats, batch["cat"], tau), hard=False)
-        z = rn.logits(P)  # (B, C_r)
-        full = torch.cat([z, torch.zeros_like(z[:, :1])], 1) if z.shape[1] > 1 else None
-        soft_pred = (full.argmax(1) if full is not None else torch.where(z[:, 0] > 0, 0, 1))
-        out["pred"].append(rn.hard_decision(c_hard))
-        out["soft_pred"].append(soft_pred)
-        out["score"].append(torch.sigmoid(z[:, 0]) if full is None else torch.softmax(full, 1)[:, 0])
-        out["pi"].append(pi if pi is not None else torch.zeros(len(k), 0))
-        out["k"].append(k)
-        out["feats"].append(feats)
-    res = {key: torch.cat(v) for key, v in out.items()}
-    if cfg.train.use_soft_inference:
-        res["hard_pred"], res["pred"] = res["pred"], res["soft_pred"]
-    return res
-
-
-def f1_positive(pred: np.ndarray, labels: np.ndarray, positive: int = 0) -> float:
-    """F1 of the `positive` class (the failure class): 2 TP / (2 TP + FP + FN); 0 when undefined."""
-    tp = float(np.sum((pred == positive) & (labels == positive)))
-    fp = float(np.sum((pred == positive) & (labels != positive)))
-    fn = float(np.sum((pred != positive) & (labels == positive)))
-    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
-
-
 # ---------------------------------------------------------------------------------------- training
-
-def prepare_run(cfg: Config) -> dict[str, Any]:
-    """Data, tensors and an initialised model (deterministic given cfg; also used by evaluate)."""
-    rs, splits = load_splits(cfg)
-    chan_mean, chan_std = channel_stats(splits["train"])
-    prepared = {name: prepare(d, chan_mean, chan_std, rs, cfg) for name, d in splits.items()}
-    torch.manual_seed(init_seed(cfg))
-    model = build_model(cfg, rs, prepared["train"], chan_mean, chan_std)
-    return {"ruleset": rs, "prepared": prepared, "model": model, "chan": (chan_mean, chan_std)}
-
-
-def init_seed(cfg: Config) -> int:
-    """Seed of model initialisation and shuffling (retraining seeds for churn reuse the same data seed)."""
-    return cfg.seed if cfg.train.init_seed is None else cfg.train.init_seed
 
 
 def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
@@ -377,8 +185,6 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
 
 def train_model(cfg: Config, run_dir: Path) -> tuple[dict[str, Any], RuleNet, dict[str, Any]]:
     """`train`, also returning the trained model and the prepared data (used by reproduce and the estimator)."""
-    from tenfold.systems.rulenet.evaluate import run_metrics
-
     t0 = time.perf_counter()
     device = select_device(cfg.device)  # validates the name
     if device.type != "cpu":
