@@ -13,7 +13,8 @@ from tenfold.core.config import make_config
 from tenfold.systems.doorping import distill_dc, distill_dd
 from tenfold.systems.doorping.config import PROFILES, Config
 from tenfold.systems.doorping.model import ConvNetMini
-from tenfold.systems.doorping.train import distill, load_for_config, setup_attack, streams
+from tenfold.systems.doorping.train import distill, setup_attack
+from tenfold.systems.doorping.victims import load_for_config, streams
 
 
 def _batch(gen, c=10, n=6, ipc=2):

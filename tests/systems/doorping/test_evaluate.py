@@ -9,8 +9,8 @@ from torch.testing import assert_close
 
 from tenfold.systems.doorping.config import VictimConfig
 from tenfold.systems.doorping.data import trigger_mask
-from tenfold.systems.doorping.evaluate import accuracy, attack_metrics, train_victim, victim_metrics
 from tenfold.systems.doorping.model import ConvNetMini
+from tenfold.systems.doorping.victims import accuracy, attack_metrics, train_victim, victim_metrics
 
 from .conftest import tiny_data
 

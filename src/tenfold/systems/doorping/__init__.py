@@ -8,7 +8,9 @@ Component -> file map (spec ../shared/specs/doorping.md, section 2):
   gradient_match_distance, DM distance .............. loss.py
   DatasetCondensation (DC, DSA), DM ................. distill_dc.py
   DatasetDistillation (DD) .......................... distill_dd.py
-  evaluate_synset (victims, CTA, ASR) ............... evaluate.py
+  evaluate_synset (victims, CTA, ASR) ............... victims.py
+  load_for_config, streams, victim_factory .......... victims.py (shared by train.py and evaluate.py)
+  evaluate (from artefacts), defense_metrics ........ evaluate.py
   defenses (Neural Cleanse, STRIP, fine-pruning) .... defense.py
 """
 

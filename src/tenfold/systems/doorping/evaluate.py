@@ -1,5 +1,6 @@
-"""Victims, metrics and defenses of `doorping` (Backdoor Attacks Against Dataset Distillation, arXiv 2301.01197).
+"""Evaluation and defenses of `doorping` (Backdoor Attacks Against Dataset Distillation, arXiv 2301.01197).
 
+The victims and their metrics live in `victims.py` (shared with `train`; neither module imports the other).
 Spec 2, component 10 (`evaluate_synset` [code]): K fresh nets trained on S for passes 0..epochs (301), SGD
 lr 0.01, momentum 0.9, wd 5e-4, lr x0.1 after pass epochs // 2 + 1 (from pass 152); no augmentation for the
 norm-free ConvNet / AlexNet. Metrics:
@@ -14,87 +15,17 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tenfold.core.runs import RunDir, atomic_write_text
 from tenfold.systems.doorping.data import ImageData, stamp
+from tenfold.systems.doorping.victims import (attack_metrics, defender_data, load_for_config, victim_factory,
+                                              victim_metrics)
 
 log = logging.getLogger("tenfold.doorping")
-
-
-def train_victim(net: nn.Module, x: torch.Tensor, y: torch.Tensor, vcfg, generator: torch.Generator) -> list[float]:
-    """Train `net` on (x, y) by the code's schedule; returns the loss of every pass."""
-    opt = torch.optim.SGD(net.parameters(), lr=vcfg.lr, momentum=vcfg.momentum, weight_decay=vcfg.weight_decay)
-    decay_after = vcfg.epochs // 2 + 1  # [code] lr_schedule = [Epoch // 2 + 1]
-    net.train()
-    losses = []
-    for ep in range(vcfg.epochs + 1):
-        perm = torch.randperm(len(x), generator=generator).to(x.device)
-        total = 0.0
-        for start in range(0, len(x), vcfg.batch):
-            idx = perm[start:start + vcfg.batch]
-            loss = F.cross_entropy(net(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        losses.append(total / len(x))
-        if ep == decay_after:
-            for group in opt.param_groups:
-                group["lr"] *= 0.1
-    return losses
-
-
-@torch.no_grad()
-def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1024) -> float:
-    net.eval()
-    if len(x) == 0:
-        return float("nan")
-    correct = sum(int((net(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
-    return correct / len(x)
-
-
-def attack_metrics(net: nn.Module, data: ImageData, tau: torch.Tensor, mask: torch.Tensor, target: int,
-                   additive: bool = False) -> dict[str, float]:
-    """CTA, the code's ASR and `asr_nontarget` of one model for one trigger (tau, M) (1, C, H, W)."""
-    triggered = data.test_x + tau if additive else stamp(data.test_x, tau, mask)
-    labels = torch.full_like(data.test_y, target)
-    nontarget = data.test_y != target
-    return {"cta": accuracy(net, data.test_x, data.test_y), "asr": accuracy(net, triggered, labels),
-            "asr_nontarget": accuracy(net, triggered[nontarget], labels[nontarget])}
-
-
-def victim_metrics(make_victim: Callable[[torch.Generator], tuple[nn.Module, list[float]]], data: ImageData,
-                   triggers: dict[str, tuple], num_victims: int, generator: torch.Generator, target: int,
-                   keep_nets: bool = False) -> dict[str, Any]:
-    """Train `num_victims` fresh victims (`make_victim(generator) -> (net, losses)`) and score each trigger.
-
-    triggers: {name: (tau, mask, additive)}; metric keys are "<name>/<metric>", "<name>/<metric>_std" and
-    "<name>/<metric>_all" (one value per victim); mean and std over victims.
-    """
-    per: dict[str, list[float]] = {}
-    nets, loss_ends = [], []
-    for _ in range(num_victims):
-        net, losses = make_victim(generator)  # fresh random init from the victim stream
-        loss_ends.append((losses[0], losses[-1]) if losses else (float("nan"), float("nan")))
-        for name, (tau, mask, additive) in triggers.items():
-            for k, v in attack_metrics(net, data, tau, mask, target, additive).items():
-                per.setdefault(f"{name}/{k}", []).append(v)
-        if keep_nets:
-            nets.append(net)
-    out: dict[str, Any] = {}
-    for k, vals in per.items():
-        out[k], out[k + "_std"], out[k + "_all"] = float(np.mean(vals)), float(np.std(vals)), vals
-    out["victim_loss_first"] = float(np.mean([a for a, _ in loss_ends]))
-    out["victim_loss_last"] = float(np.mean([b for _, b in loss_ends]))
-    if keep_nets:
-        out["nets"] = nets
-    return out
 
 
 def defense_metrics(net: nn.Module, data: ImageData, clean_x: torch.Tensor, clean_y: torch.Tensor,
@@ -123,7 +54,6 @@ def evaluate(cfg, run_dir: Path, device: torch.device | None = None) -> dict[str
     """
     from tenfold.core.runtime import select_device
     from tenfold.systems.doorping.data import to_device
-    from tenfold.systems.doorping.train import defender_data, load_for_config, victim_factory
 
     run = RunDir(run_dir)
     syn_path, trig_path = Path(run_dir) / "synset.pt", Path(run_dir) / "trigger.pt"

@@ -30,7 +30,8 @@ from tenfold.systems.doorping import distill_dc
 from tenfold.systems.doorping.config import PROFILES, Config
 from tenfold.systems.doorping.evaluate import defense_metrics
 from tenfold.systems.doorping.model import ConvNetMini
-from tenfold.systems.doorping.train import defender_data, run_pipeline
+from tenfold.systems.doorping.train import run_pipeline
+from tenfold.systems.doorping.victims import defender_data
 
 log = logging.getLogger("tenfold.doorping")
 SYSTEM = "doorping"

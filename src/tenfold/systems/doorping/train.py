@@ -31,41 +31,12 @@ from tenfold.core.runtime import progress_bar, select_device
 from tenfold.systems.doorping import distill_dc, distill_dd
 from tenfold.systems.doorping.attack import DoorpingTrigger, InvisibleTrigger, NaiveAttack, restamp
 from tenfold.systems.doorping.config import Config
-from tenfold.systems.doorping.data import (ImageData, keep_fraction, load_data, poison_subset, render_uint8,
-                                           stamp, subsample, to_device, trigger_mask)
-from tenfold.systems.doorping.evaluate import train_victim, victim_metrics
-from tenfold.systems.doorping.model import build_network
+from tenfold.systems.doorping.data import (ImageData, keep_fraction, poison_subset, render_uint8, stamp, to_device,
+                                           trigger_mask)
+from tenfold.systems.doorping.victims import (load_for_config, network_builder, streams, victim_factory,
+                                              victim_metrics)
 
 log = logging.getLogger("tenfold.doorping")
-STREAMS = ("keep", "poison", "canvas", "nets", "batches", "syn", "victims", "subset", "defense")
-
-
-def streams(seed: int) -> dict[str, torch.Generator]:
-    return {name: torch.Generator().manual_seed(seed * 1009 + i) for i, name in enumerate(STREAMS)}
-
-
-def load_for_config(cfg: Config, device: torch.device | None = None) -> ImageData:
-    """The configured data set (validated), subsampled to `data.num_train` when set, on `device` (default CPU)."""
-    d = cfg.data
-    data = load_data(d.dataset, d.root, d.image_size, 0, cfg.attack.trigger_label)  # Design choice: fixed split
-    if d.num_train:
-        data = subsample(data, d.num_train, streams(cfg.seed)["subset"])
-    return data if device is None else data.to(device)
-
-
-def network_builder(cfg: Config, data: ImageData, arch: str) -> Callable[[torch.Generator], nn.Module]:
-    m = cfg.model
-    c, h, _ = data.shape
-    # The init is drawn on the CPU from the nets stream, then moved: the same weights on every device.
-    return lambda g: build_network(arch, c, data.num_classes, h, m.width, m.depth, m.hidden,
-                                   generator=g).to(data.device)
-
-
-def defender_data(cfg: Config, data: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
-    """The defender's small clean set: `defense.num_clean` clean training images (never test images)."""
-    idx = torch.randperm(len(data.train_x), generator=streams(cfg.seed)["defense"])[: cfg.defense.num_clean]
-    idx = idx.to(data.device)
-    return data.train_x[idx], data.train_y[idx]
 
 
 @dataclass
@@ -238,29 +209,6 @@ def _distill_dd(cfg: Config, data: ImageData, setup: AttackSetup, gens: dict, ru
     images, labels = distilled.flat()
     return {"images": images, "labels": labels, "dd": {"images": distilled.images.detach().clone(),
             "raw_lrs": distilled.raw_lrs.detach().clone(), "params0": {k: v.detach() for k, v in params0.items()}}}
-
-
-def victim_factory(cfg: Config, data: ImageData, syn: dict, arch: str) -> Callable:
-    """make_victim(generator) -> (net, losses): SGD on S (DC / DSA / DM), or DD's learned steps."""
-    build = network_builder(cfg, data, arch)
-    syn = to_device(syn, data.device)  # S loaded from synset.pt is on the CPU
-    if "dd" in syn and arch == cfg.model.arch:
-        dd = syn["dd"]
-        d = cfg.distill
-        distilled = distill_dd.DistilledSteps(d.dd_steps, d.dd_images_per_step, data.num_classes, data.shape,
-                                              d.dd_epochs, d.dd_lr_init, torch.Generator()).to(data.device)
-        distilled.images.data.copy_(dd["images"])
-        distilled.raw_lrs.data.copy_(dd["raw_lrs"])
-        template = build(torch.Generator().manual_seed(0))
-        # Faithful mode keeps DD's `same_as_train` test nets (pitfall 5); the default uses fresh inits.
-        params0 = dd["params0"] if cfg.attack.faithful else None
-        return lambda g: (distill_dd.dd_victim(template, distilled, params0, g, build), [])
-
-    def make(g: torch.Generator):
-        net = build(g)
-        return net, train_victim(net, syn["images"], syn["labels"], cfg.victim, g)
-
-    return make
 
 
 def trigger_artefact(cfg: Config, data: ImageData, setup: AttackSetup) -> dict:
