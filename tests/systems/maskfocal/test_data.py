@@ -9,7 +9,7 @@ from PIL import Image
 from tenfold.core.errors import InputError
 from tenfold.systems.maskfocal.data import (head_size_at, load_split, make_synth_crowd, prepare_synth, write_coco,
                                             write_points)
-from tenfold.systems.maskfocal.evaluate import ap50
+from tenfold.systems.maskfocal.scoring import ap50
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from tenfold.systems.maskfocal.evaluate import (ap50, bucket_mae, choose_threshold, count_from_detections,
-                                                decode_centernet, decode_fcos, mae_rmse, point_f1)
 from tenfold.systems.maskfocal.heatmap import draw_heatmap
+from tenfold.systems.maskfocal.scoring import (ap50, bucket_mae, choose_threshold, count_from_detections,
+                                               decode_centernet, decode_fcos, mae_rmse, point_f1)
 
 
 def _centernet_out(boxes, shape, stride):
@@ -91,7 +91,7 @@ def test_tau_is_selected_on_validation_never_on_test(monkeypatch):
     """evaluate_model hands choose_threshold the VALIDATION detections and counts only (pitfall 2)."""
     from types import SimpleNamespace
 
-    import tenfold.systems.maskfocal.evaluate as E
+    import tenfold.systems.maskfocal.scoring as E
 
     seen = {}
 

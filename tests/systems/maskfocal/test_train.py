@@ -17,10 +17,11 @@ import torch
 from tenfold.core.config import make_config
 from tenfold.core.runs import RunDir
 from tenfold.systems.maskfocal.config import PROFILES, Config
+from tenfold.systems.maskfocal.data import load_data
 from tenfold.systems.maskfocal.evaluate import evaluate
 from tenfold.systems.maskfocal.loss import build_cls_loss
 from tenfold.systems.maskfocal.model import build_model
-from tenfold.systems.maskfocal.train import build_targets, collate, load_data, loss_terms, total_loss, train
+from tenfold.systems.maskfocal.train import build_targets, collate, loss_terms, total_loss, train
 
 
 def _cfg(**overrides) -> Config:

@@ -9,6 +9,9 @@ canonical object detection networks", arXiv 2212.11542 (spec ../shared/specs/mas
   write_coco / write_points   COCO JSON (boxes) and a points CSV (point-only copy), the field's formats.
   load_split         reads a COCO JSON through pycocotools, or a points CSV / JSON; invisible heads
                      (iscrowd = 1) are ignore regions; bad input raises InputError naming file and entry.
+  data_files / load_data   {split: file} of a run (SynthCrowd generated into <run>/data by rank 0 first) and
+                     the HeadSets read from them; shared by train.py and evaluate.py.
+  normalise          uint8 images -> the detector's fixed input normalisation; shared by training and scoring.
 """
 
 from __future__ import annotations
@@ -23,10 +26,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tenfold.core import distributed as D
 from tenfold.core.errors import InputError
+from tenfold.systems.maskfocal.config import Config
+
+if TYPE_CHECKING:
+    import torch
 
 SKIN = np.array([[0.96, 0.80, 0.69], [0.87, 0.67, 0.52], [0.63, 0.45, 0.33], [0.38, 0.26, 0.18]])
 HAIR = np.array([[0.08, 0.06, 0.05], [0.25, 0.16, 0.09], [0.45, 0.35, 0.22], [0.15, 0.15, 0.15]])
@@ -426,3 +435,29 @@ def load_split(path: Path, image_root: Path | None = None, annotation_type: str 
         batch[i, :, : img.shape[1], : img.shape[2]] = img
     return HeadSet(batch, boxes, points, sizes, ignore, [e["file_name"] for e in entries], str(path),
                    has_boxes=is_coco and annotation_type == "boxes", image_hw=hws)
+
+
+def data_files(cfg: Config, run_dir: Path, ctx: D.DistContext | None = None) -> dict[str, Path]:
+    """{split: annotation file}; SynthCrowd is generated into <run_dir>/data by rank 0 first."""
+    if cfg.data.source == "files":
+        return {"train": Path(cfg.data.train_file), "val": Path(cfg.data.val_file), "test": Path(cfg.data.test_file)}
+    folder = Path(run_dir) / "data"
+    if ctx is None or ctx.is_main:
+        paths = prepare_synth(cfg.data, cfg.seed, folder)
+    if ctx is not None:
+        D.barrier(ctx)
+        paths = prepare_synth(cfg.data, cfg.seed, folder)  # the manifest matches: only returns the paths
+    kind = "points" if cfg.data.annotation_type == "points" else "boxes"
+    return {s: p[kind] for s, p in paths.items()}
+
+
+def load_data(cfg: Config, run_dir: Path, splits=("train", "val", "test"),
+              ctx: D.DistContext | None = None) -> dict[str, HeadSet]:
+    files = data_files(cfg, run_dir, ctx)
+    root = Path(cfg.data.image_root) if cfg.data.image_root else None
+    return {s: load_split(files[s], root, cfg.data.annotation_type, cfg.data.pseudo_box) for s in splits}
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float, roughly zero-mean unit-variance (# Design choice: fixed 0.45 / 0.25)."""
+    return (images.float() / 255.0 - 0.45) / 0.25

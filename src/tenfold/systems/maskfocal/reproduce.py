@@ -151,7 +151,7 @@ def plot_dense_detections(cfg: Config, out_dir: Path, results: dict[str, dict], 
 
     from tenfold.core.config import load_config
     from tenfold.systems.maskfocal.data import load_split
-    from tenfold.systems.maskfocal.evaluate import predict
+    from tenfold.systems.maskfocal.scoring import predict
     from tenfold.systems.maskfocal.model import build_model
 
     names = [n for n in results if not n.startswith("points-")]

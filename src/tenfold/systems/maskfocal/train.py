@@ -29,33 +29,13 @@ from tenfold.core.runs import RunDir
 from tenfold.core.runtime import progress_bar, seed_everything
 from tenfold.core import distributed as D
 from tenfold.systems.maskfocal.config import Config
-from tenfold.systems.maskfocal.data import HeadSet, load_split, prepare_synth
+from tenfold.systems.maskfocal.data import HeadSet, load_data, normalise
 from tenfold.systems.maskfocal.heatmap import centernet_targets, fcos_targets
 from tenfold.systems.maskfocal.loss import build_cls_loss, centernet_criterion, fcos_criterion
 from tenfold.systems.maskfocal.model import build_model
+from tenfold.systems.maskfocal.scoring import evaluate_model, finite
 
 log = logging.getLogger("tenfold.maskfocal")
-
-
-def data_files(cfg: Config, run_dir: Path, ctx: D.DistContext | None = None) -> dict[str, Path]:
-    """{split: annotation file}; SynthCrowd is generated into <run_dir>/data by rank 0 first."""
-    if cfg.data.source == "files":
-        return {"train": Path(cfg.data.train_file), "val": Path(cfg.data.val_file), "test": Path(cfg.data.test_file)}
-    folder = Path(run_dir) / "data"
-    if ctx is None or ctx.is_main:
-        paths = prepare_synth(cfg.data, cfg.seed, folder)
-    if ctx is not None:
-        D.barrier(ctx)
-        paths = prepare_synth(cfg.data, cfg.seed, folder)  # the manifest matches: only returns the paths
-    kind = "points" if cfg.data.annotation_type == "points" else "boxes"
-    return {s: p[kind] for s, p in paths.items()}
-
-
-def load_data(cfg: Config, run_dir: Path, splits=("train", "val", "test"),
-              ctx: D.DistContext | None = None) -> dict[str, HeadSet]:
-    files = data_files(cfg, run_dir, ctx)
-    root = Path(cfg.data.image_root) if cfg.data.image_root else None
-    return {s: load_split(files[s], root, cfg.data.annotation_type, cfg.data.pseudo_box) for s in splits}
 
 
 def build_targets(cfg: Config, ds: HeadSet) -> list[dict[str, np.ndarray]]:
@@ -89,8 +69,6 @@ def collate(cfg: Config, targets: list[dict[str, np.ndarray]], idx: list[int], d
 
 
 def loss_terms(cfg: Config, model: torch.nn.Module, images: torch.Tensor, tgt: dict, mfl) -> dict[str, torch.Tensor]:
-    from tenfold.systems.maskfocal.evaluate import normalise
-
     out = model(normalise(images))
     crit = centernet_criterion if cfg.model.detector == "centernet" else fcos_criterion
     return crit(out, tgt, cfg.loss, mfl)
@@ -188,8 +166,6 @@ def _log_step(cfg, run, ctx, bar, step, loss, terms, sched) -> None:
 
 
 def _finish(cfg, run, model, digest, step, run_dir, t0, ctx) -> dict[str, Any]:
-    from tenfold.systems.maskfocal.evaluate import evaluate_model, finite
-
     data = load_data(cfg, run_dir, ("val", "test"))
     model.eval()
     metrics = evaluate_model(model, cfg, data["val"], data["test"])
