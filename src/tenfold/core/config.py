@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -72,14 +73,22 @@ def convert_value(value: Any, tp: Any, key: str) -> Any:
                 pass
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
+            except OverflowError:  # an int beyond float range
+                number = math.inf
+        elif isinstance(value, str):
+            try:
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -108,29 +117,34 @@ def convert_value(value: Any, tp: Any, key: str) -> Any:
 def override(cfg: C, overrides: Mapping[str, Any]) -> C:
     """Return a copy of `cfg` with dotted keys replaced, e.g. `{"train.lr": 3e-4}`.
 
-    Unknown keys and values that do not convert to the declared type raise ConfigError.
-    `__post_init__` validation of every touched dataclass runs again.
+    Unknown keys and values that do not convert to the declared type raise ConfigError. All overrides are
+    applied first and the config is validated once after them (every `__post_init__` runs on the final
+    values), so the order of `--set` flags never matters.
     """
+    if not overrides:
+        return cfg
+    data = to_dict(cfg)
     for key, value in overrides.items():
-        cfg = _set_one(cfg, key.split("."), value, key)
-    return cfg
+        _set_one(type(cfg), data, key.split("."), value, key)
+    return from_dict(type(cfg), data)
 
 
-def _set_one(cfg: Any, parts: list[str], value: Any, full_key: str) -> Any:
-    names = [f.name for f in dataclasses.fields(cfg)]
+def _set_one(cls: type, data: dict[str, Any], parts: list[str], value: Any, full_key: str) -> None:
+    """Convert `value` to the type of field `parts` of `cls` and store it in the plain dict `data`."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     head = parts[0]
-    if head not in names:
-        raise ConfigError(f"unknown config key {full_key!r}: {type(cfg).__name__} has fields {names}")
-    current = getattr(cfg, head)
+    if head not in fields:
+        raise ConfigError(f"unknown config key {full_key!r}: {cls.__name__} has fields {list(fields)}")
+    tp = _field_types(cls)[head]
     if len(parts) == 1:
-        if dataclasses.is_dataclass(current):
+        if _is_dataclass_type(tp):
             raise ConfigError(f"{full_key!r} is a section; set one of its fields, e.g. {full_key}.<field>")
-        new = convert_value(value, _field_types(type(cfg))[head], full_key)
-    else:
-        if not dataclasses.is_dataclass(current):
-            raise ConfigError(f"unknown config key {full_key!r}: {head!r} is not a section")
-        new = _set_one(current, parts[1:], value, full_key)
-    return dataclasses.replace(cfg, **{head: new})
+        # JSON form, as to_dict would write it (tuples as lists)
+        data[head] = json.loads(json.dumps(convert_value(value, tp, full_key)))
+        return
+    if not _is_dataclass_type(tp):
+        raise ConfigError(f"unknown config key {full_key!r}: {head!r} is not a section")
+    _set_one(tp, data[head], parts[1:], value, full_key)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -157,7 +171,19 @@ def from_dict(cls: type[C], data: Mapping[str, Any], prefix: str = "") -> C:
             kwargs[f.name] = from_dict(tp, data[f.name], key + ".")
         else:
             kwargs[f.name] = convert_value(data[f.name], tp, key)
+    if not prefix and "seed" in names:
+        _check_seed(kwargs["seed"])
     return cls(**kwargs)
+
+
+# Design choice: seeds are integers in [0, 2^32): NumPy's legacy seeding takes no more, and systems derive
+# sub-seeds as seed * 1000 + j, which stays far inside torch's 64-bit range.
+SEED_LIMIT = 2**32
+
+
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, int) and not 0 <= seed < SEED_LIMIT:
+        raise ConfigError(f"seed: expected an integer in [0, 2^32), got {seed}")
 
 
 def save_config(cfg: Any, path: Path) -> None:
@@ -167,12 +193,17 @@ def save_config(cfg: Any, path: Path) -> None:
 def load_config(cls: type[C], path: Path) -> C:
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: not valid JSON ({err})") from None
-    return from_dict(cls, data)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ConfigError(f"{path}: not valid JSON, UTF-8 ({type(err).__name__}: {err})") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err})") from None
+    try:
+        return from_dict(cls, data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 def parse_set_args(items: list[str] | None) -> dict[str, str]:
@@ -191,5 +222,5 @@ def make_config(cls: type[C], profiles: Mapping[str, Mapping[str, Any]], profile
     """Defaults (the paper's values) -> profile overrides -> user overrides."""
     if profile not in profiles:
         raise ConfigError(f"unknown profile {profile!r}; valid profiles: {sorted(profiles)}")
-    cfg = override(cls(), profiles[profile])
-    return override(cfg, overrides or {})
+    # One validation after the profile and the user's overrides together: order never matters.
+    return override(cls(), {**profiles[profile], **(overrides or {})})

@@ -63,6 +63,48 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+_PLAIN = (bool, int, float, str, type(None), torch.Tensor, torch.dtype, torch.device, torch.Size)
+
+
+def _checkpoint_safe(x: Any, where: str) -> Any:
+    """Tensors, plain containers and scalars as they are; numpy arrays -> tensors, numpy scalars -> Python.
+
+    Anything else (a class instance, a function) raises TypeError: it would need pickle to load back.
+    """
+    import numpy as np
+
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x).copy())
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, dict):
+        return {k: _checkpoint_safe(v, f"{where}[{k!r}]") for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_checkpoint_safe(v, f"{where}[{i}]") for i, v in enumerate(x))
+    if isinstance(x, _PLAIN):
+        return x
+    raise TypeError(f"checkpoint {where}: {type(x).__name__} cannot be stored; use tensors and plain containers")
+
+
+def load_tensors(path: Path) -> Any:
+    """`torch.load(weights_only=True)` of a file tenfold wrote: a crafted pickle cannot run code.
+
+    Raises InputError (exit 2) naming the file when it is missing, truncated, not a torch file, or holds
+    anything but tensors and plain containers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: not found; expected a file written by `tenfold train`")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError (bad zip), EOFError, ...
+        text = str(err).strip()
+        first = text.splitlines()[0][:200] if text else ""
+        raise InputError(f"{path}: not a file tenfold can load safely ({type(err).__name__}: {first}); expected "
+                         "a file written by `tenfold train` (tensors and plain containers only). Delete it to "
+                         "start the run afresh.") from None
+
+
 class RunDir:
     """A training run's folder. Creating it does not touch the disk until something is written."""
 
@@ -86,10 +128,19 @@ class RunDir:
         return self.path / "checkpoints" / CHECKPOINT_NAME
 
     def write_config(self, cfg: Any) -> None:
-        """Write config.json; on resume the existing file must describe the same config."""
+        """Write config.json; on resume the existing file must describe the same config.
+
+        Call it only after the inputs are validated: it is the first write to the run directory. It also
+        deletes the temporary files a killed write left behind.
+        """
         self.path.mkdir(parents=True, exist_ok=True)
+        self.clean_temporaries()
         if self.config_path.exists() and self.checkpoint_path.exists():
-            old = json.loads(self.config_path.read_text())
+            try:
+                old = json.loads(self.config_path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise InputError(f"{self.config_path}: not valid JSON ({type(err).__name__}); the run directory "
+                                 "is damaged: use a new --out directory") from None
             if old != to_dict(cfg):
                 raise InputError(f"{self.config_path}: the run directory holds a checkpoint of a "
                                  "different config; use a new --out directory")
@@ -124,16 +175,36 @@ class RunDir:
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Write `state` atomically. It must hold only tensors and plain containers (numpy arrays become
+        tensors), so that `load_checkpoint` can read it with `weights_only=True`."""
         import io
 
         buf = io.BytesIO()
-        torch.save(state, buf)
+        torch.save(_checkpoint_safe(state, "state"), buf)
         atomic_write_bytes(self.checkpoint_path, buf.getvalue())
 
     def load_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint, read with `weights_only=True`: a crafted pickle cannot run code, it is refused.
+
+        Raises InputError (exit 2) naming the file when it is truncated, not a checkpoint, or holds anything
+        but tensors and plain containers.
+        """
         if not self.checkpoint_path.exists():
             return None
-        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        state = load_tensors(self.checkpoint_path)
+        if not isinstance(state, dict):
+            raise InputError(f"{self.checkpoint_path}: expected a dict of training state, got {type(state).__name__}")
+        return state
+
+    def clean_temporaries(self) -> list[Path]:
+        """Delete the `.*.tmp` files a killed write left behind (atomic writes rename them otherwise)."""
+        removed = []
+        for folder in (self.path, self.path / "checkpoints"):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
+                    removed.append(tmp)
+        return removed
 
     def write_summary(self, metrics: dict[str, Any], wall_time_s: float, device: str) -> dict[str, Any]:
         if "runtime" in metrics:

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from tenfold.core.runs import RunDir, atomic_write_text
+from tenfold.core.errors import InputError
+from tenfold.core.runs import RunDir, atomic_write_text, load_tensors
 from tenfold.systems.doorping.data import ImageData, stamp
 from tenfold.systems.doorping.victims import (attack_metrics, defender_data, load_for_config, victim_factory,
                                               victim_metrics)
@@ -58,10 +59,10 @@ def evaluate(cfg, run_dir: Path, device: torch.device | None = None) -> dict[str
     run = RunDir(run_dir)
     syn_path, trig_path = Path(run_dir) / "synset.pt", Path(run_dir) / "trigger.pt"
     if not syn_path.exists() or not trig_path.exists():
-        raise FileNotFoundError(f"{syn_path}: no distilled set; run `tenfold train` to the end first")
+        raise InputError(f"{syn_path}: no distilled set; run `tenfold train` to the end first")
     device = select_device(cfg.device) if device is None else torch.device(device)
-    syn = torch.load(syn_path, map_location="cpu")
-    trig = to_device(torch.load(trig_path, map_location="cpu"), device)
+    syn = load_tensors(syn_path)
+    trig = to_device(load_tensors(trig_path), device)
     data = load_for_config(cfg, device)
     gen = torch.Generator().manual_seed(cfg.seed + 2_000_003)  # evaluation stream
     target = cfg.attack.trigger_label

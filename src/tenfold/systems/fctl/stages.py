@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from tenfold.core.errors import InputError
+from tenfold.core.runs import load_tensors
 from tenfold.core.runtime import select_device
 from tenfold.systems.fctl import data as D
 from tenfold.systems.fctl.config import Config
@@ -112,7 +113,7 @@ def load_stage_model(cfg: Config, run_dir: Path, stage: str) -> torch.nn.Module:
     if not path.exists():
         raise InputError(f"{path}: stage {stage!r} not trained; run `tenfold train` on this directory first")
     model = build_stage_model(cfg, stage, {})
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.load_state_dict(load_tensors(path))
     return model.to(select_device(cfg.device))
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tenfold.core.runs import RunDir, atomic_write_bytes
+from tenfold.core.runs import RunDir, atomic_write_bytes, load_tensors
 from tenfold.core.runtime import progress_bar, seed_everything, select_device
 from tenfold.systems.fctl.config import Config
 from tenfold.systems.fctl.loss import loss_terms
@@ -143,7 +143,7 @@ def train(cfg: Config, run_dir: Path, stop_after_epochs: int | None = None) -> d
     for idx, stage in enumerate(cfg.train.stages):
         path = stage_path(run_dir, stage)
         if path.exists():
-            done[stage] = torch.load(path, map_location="cpu", weights_only=True)
+            done[stage] = load_tensors(path)
             continue
         torch.manual_seed(cfg.seed * 100 + idx)  # fresh weights of a stage do not depend on a resume
         model = build_stage_model(cfg, stage, done).to(device)

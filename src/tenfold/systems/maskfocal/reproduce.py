@@ -25,6 +25,7 @@ import numpy as np
 
 from tenfold.core.claims import Measurement, Relation
 from tenfold.core.config import make_config, override
+from tenfold.core.runs import load_tensors
 from tenfold.systems.maskfocal.config import PROFILES, Config
 from tenfold.systems.maskfocal.data import prepare_synth
 
@@ -162,7 +163,7 @@ def plot_dense_detections(cfg: Config, out_dir: Path, results: dict[str, dict], 
         run = out_dir / "runs" / name
         rcfg = load_config(Config, run / "config.json")
         model = build_model(rcfg.model)
-        model.load_state_dict(torch.load(run / "checkpoints" / "last.pt", map_location="cpu")["model"])
+        model.load_state_dict(load_tensors(run / "checkpoints" / "last.pt")["model"])
         det = predict(model, test.images[i:i + 1], rcfg)[0]
         keep = det["scores"] >= results[name]["tau"]
         ax.imshow(test.images[i].permute(1, 2, 0).numpy())  # (3, H, W) -> (H, W, 3)

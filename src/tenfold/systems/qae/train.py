@@ -141,8 +141,11 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
         with torch_threads(1):  # 4x4..32x32 matrices: threading only adds overhead
             result = run_learner(cfg, ens, P, system, run, generator)
     else:  # a finished run: re-derive the summary only
-        result = learning.LearnResult(ckpt["learner"], ckpt["params"], float("nan"), ckpt["evaluations"],
-                                      ckpt["history"], 0.0, hardware_evaluations=ckpt.get("hardware_evaluations"))
+        hardware = ckpt.get("hardware_evaluations")
+        # Checkpoints hold tensors only (weights_only loading): back to numpy for LearnResult.
+        result = learning.LearnResult(ckpt["learner"], np.asarray(ckpt["params"]), float("nan"),
+                                      np.asarray(ckpt["evaluations"]), np.asarray(ckpt["history"]), 0.0,
+                                      hardware_evaluations=None if hardware is None else np.asarray(hardware))
     run.save_checkpoint({"kind": "final", "learner": result.learner, "params": result.params,
                          "evaluations": result.evaluations, "history": result.history,
                          "hardware_evaluations": result.hardware_evaluations})
