@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -80,6 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _build_config(spec, args.profile, args.set, args.seed, args.device)
     select_device(cfg.device)  # a bad device is an input error before anything is written
     out = Path(args.out) if args.out else Path("runs") / f"{spec.key}-{args.profile}"
+    check_out_dir(out, "--out")
     log.info("training %s (%s profile) in %s", spec.key, args.profile, out)
     metrics = spec.train(cfg, out)
     # Written last: `eval` needs it, and a run killed before the end is resumed by `train`, not evaluated.
@@ -88,15 +90,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_out_dir(out: Path, flag: str) -> None:
+    """An output folder must be a folder (or not exist yet) whose nearest existing ancestor is writable."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{flag} {out}: exists and is not a directory")
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {out}: cannot write there ({probe} is not a writable directory)")
+
+
 def _run_system(out: Path) -> SystemSpec:
     run_json = out / "run.json"
     if not run_json.exists():
         raise InputError(f"{run_json}: not found; --run must be a directory written by `tenfold train`")
     try:
-        key = json.loads(run_json.read_text())["system"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise InputError(f"{run_json}: field 'system' missing or file not valid JSON") from None
-    return get_system(key)
+        key = json.loads(run_json.read_text(encoding="utf-8"))["system"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError):
+        raise InputError(f"{run_json}: field 'system' missing or file not valid UTF-8 JSON") from None
+    if not isinstance(key, str):
+        raise InputError(f"{run_json}: field 'system' must be a system name, got {key!r}")
+    try:
+        return get_system(key)
+    except ValueError as err:
+        raise InputError(f"{run_json}: field 'system': {err}") from None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -139,8 +159,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise InputError(f"--jobs must be >= 1, got {args.jobs}")
     seeds = claim_seeds(args.seed, args.seeds)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a directory")
+    check_out_dir(out, "--out")
     claims, meta = reproduce(keys, args.profile, seeds, out, force=args.force, jobs=args.jobs)
     print(format_table(claims))
     for key, facts in meta["systems"].items():
@@ -175,8 +194,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from tenfold.core.report import rerender
 
+    folder = Path(args.dir)
+    check_out_dir(folder, "report DIR")
     try:
-        paths = rerender(Path(args.dir))
+        paths = rerender(folder)
     except (FileNotFoundError, ValueError, KeyError) as err:
         raise InputError(str(err)) from None
     print(f"report: {paths['html']}")

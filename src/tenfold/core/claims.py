@@ -318,22 +318,39 @@ class Claim:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Claim":
-        """Rebuild from `to_dict`; the verdict is recomputed, and the stored verdict and digest must agree."""
+        """Rebuild from `to_dict`; the verdict is recomputed, and the stored verdict and digest must agree.
+
+        Any malformed field (missing, wrong type, a budget that is not {arm: {name: value}}) is a ValueError.
+        """
         try:
+            for name in ("system", "claim", "metric", "method", "baseline", "kind"):
+                if not isinstance(d[name], str):
+                    raise TypeError(f"'{name}' must be a string")
+            for name in ("reference", "details"):
+                if not isinstance(d.get(name, ""), str):
+                    raise TypeError(f"'{name}' must be a string")
+            budget = d.get("budget", {})
+            if not (isinstance(budget, Mapping) and all(isinstance(v, Mapping) for v in budget.values())):
+                raise TypeError("'budget' must map each arm to {name: value}")
             claim = cls(system=d["system"], claim=d["claim"], metric=d["metric"], method=d["method"],
                         baseline=d["baseline"], relation=Relation.from_dict(d["relation"]), kind=d["kind"],
-                        seeds=tuple(d["seeds"]), method_values=tuple(_num(x) for x in d["method_values"]),
+                        seeds=tuple(int(x) for x in d["seeds"]),
+                        method_values=tuple(_num(x) for x in d["method_values"]),
                         baseline_values=tuple(_num(x) for x in d["baseline_values"]),
                         wall_time_s=float(d["wall_time_s"]), reference=d.get("reference", ""),
                         reference_values=tuple(_num(x) for x in d.get("reference_values", ())),
-                        budget=d.get("budget", {}), deterministic=bool(d.get("deterministic", False)),
+                        budget=budget, deterministic=bool(d.get("deterministic", False)),
                         details=d.get("details", ""))
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"claim row {d.get('claim', '?')!r}: field {err} missing or of the wrong type") from None
-        if "verdict" in d and d["verdict"] != claim.verdict:
+            verdict, digest = claim.verdict, claim.digest
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError) as err:
+            raise ValueError(f"claim row {str(d.get('claim', '?'))[:80]!r}: field {err} missing or of the wrong "
+                             "type") from None
+        if "digest" not in d:
+            raise ValueError(f"claim {d['claim']!r}: no digest; rows written by `tenfold reproduce` carry one")
+        if "verdict" in d and d["verdict"] != verdict:
             raise ValueError(f"claim {d['claim']!r}: stored verdict {d['verdict']!r} disagrees with "
-                             f"the numbers ({claim.verdict!r})")
-        if "digest" in d and d["digest"] != claim.digest:
+                             f"the numbers ({verdict!r})")
+        if d["digest"] != digest:
             raise ValueError(f"claim {d['claim']!r}: its digest does not match its content (edited by hand?)")
         return claim
 

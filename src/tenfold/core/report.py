@@ -48,13 +48,18 @@ def load_report(out_dir: Path) -> tuple[list[Claim], dict[str, Any]]:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no claims.json; run `tenfold reproduce --out {out_dir}` first") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid UTF-8 JSON ({err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ValueError(f"{path}: not valid UTF-8 JSON ({type(err).__name__}: {err})") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("claims"), list):
         raise ValueError(f"{path}: field 'claims' must be a list of claim rows")
     if not all(isinstance(d, dict) for d in payload["claims"]):
         raise ValueError(f"{path}: field 'claims' must hold objects (one per row)")
-    claims = [Claim.from_dict(d) for d in payload["claims"]]
+    claims = []
+    for i, d in enumerate(payload["claims"]):
+        try:
+            claims.append(Claim.from_dict(d))
+        except ValueError as err:
+            raise ValueError(f"{path}: row {i}: {err}") from None
     meta = {k: v for k, v in payload.items() if k not in ("claims", "counts")}
     systems = meta.get("systems", {})
     if not isinstance(systems, dict) or not all(isinstance(k, str) and _KEY.match(k) for k in systems):
