@@ -107,7 +107,51 @@ def test_real_data_errors_name_the_file(tmp_path):
     broken = tmp_path / "broken"
     _pair(broken, "z", ok_img, ok_mask)
     (broken / "images" / "z.png").write_bytes(b"not a png")
-    with pytest.raises(InputError, match=r"z\.png: unreadable image"):
+    with pytest.raises(InputError, match=r"z\.png: cannot be read as an image"):
         load_pairs_folder(broken)
     with pytest.raises(InputError, match="folder not found"):
         load_pairs_folder(tmp_path / "missing")
+
+
+def test_loaded_values_follow_the_stored_bit_depth(tmp_path):
+    """8-bit grey / 255, 16-bit grey / 65535 (PNG and a 32-bit "I" TIFF holding 16-bit values), RGB -> luma."""
+    from PIL import Image
+
+    root = tmp_path / "set"
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[...] = (200, 100, 50)
+    files = {"a8.png": np.full((8, 8), 51, np.uint8), "b16.png": np.full((8, 8), 13107, np.uint16),
+             "c32.tif": np.full((8, 8), 52428, np.int32), "d_rgb.png": rgb}
+    for name, arr in files.items():
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        (root / "masks").mkdir(exist_ok=True)
+        Image.fromarray(arr).save(root / "images" / name)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "masks" / f"{name.split('.')[0]}.png")
+    loaded = load_pairs_folder(root)
+    means = dict(zip(loaded.names, loaded.images.flatten(1).mean(1).tolist()))
+    assert means["a8"] == pytest.approx(51 / 255, abs=1e-6)  # 0.2
+    assert means["b16"] == pytest.approx(13107 / 65535, abs=1e-6)  # 0.2
+    # Pillow reads a 32-bit integer TIFF as mode "I": it must not be divided by 2^31 - 1 (near-black)
+    assert means["c32"] == pytest.approx(52428 / 65535, abs=1e-6)  # 0.8
+    assert means["d_rgb"] == pytest.approx((0.299 * 200 + 0.587 * 100 + 0.114 * 50) / 255, abs=1e-5)
+
+
+def test_grey_masks_stored_as_colour_are_accepted(tmp_path):
+    """A palette (black/white) or opaque LA mask is grey in disguise: read as 0/1; the palette indices are not used."""
+    from PIL import Image
+
+    root = tmp_path / "set"
+    _pair(root, "p", np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8))
+    _pair(root, "q", np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8))
+    index = np.zeros((8, 8), np.uint8)
+    index[2, 3] = 1
+    pal = Image.fromarray(index, mode="P")
+    pal.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)  # index 0 is WHITE: the mask is 63 ones, one zero
+    pal.save(root / "masks" / "p.png")
+    la = np.zeros((8, 8, 2), np.uint8)
+    la[..., 1] = 255
+    la[4, 4, 0] = 255
+    Image.fromarray(la).save(root / "masks" / "q.png")
+    loaded = load_pairs_folder(root)
+    assert loaded.masks[0].sum() == 63 and loaded.masks[0, 0, 2, 3] == 0
+    assert loaded.masks[1].sum() == 1 and loaded.masks[1, 0, 4, 4] == 1

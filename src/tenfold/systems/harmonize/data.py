@@ -2,8 +2,9 @@
 
   4.1  `make_el_cells`      synthetic electroluminescence (EL) cells with tiny hidden cracks (1 px wide, L px long)
                             and false-positive distractors, at three input-imbalance scales (`SCALES`)
-  4.2  `load_pairs_folder`  real data: `images/*.png|jpg|tif` + `masks/*.png` pairs read with Pillow, with clear
-                            errors for unreadable files, size mismatches and non-binary masks
+  4.2  `load_pairs_folder`  real data: `images/*.png|jpg|tif` + `masks/*.png` pairs read through
+                            `tenfold.core.images` (bit depth kept), with clear errors for unreadable files, size
+                            mismatches, sizes the model cannot take and non-binary masks (README "Bad input")
        `augment`            flips and 90-degree rotations (no resizing: pitfall 6)
        `random_crops`       uniformly placed training crops (never crack-centred: pitfall 7)
 """
@@ -20,6 +21,7 @@ import torch
 from scipy import ndimage
 
 from tenfold.core.errors import InputError
+from tenfold.core.images import check_min_size, read_pixels, to_grey, to_unit
 
 # Spec 4.1 item 8: scale -> (canvas side, crack length range in px).
 SCALES: dict[str, tuple[int, tuple[int, int]]] = {"S1": (96, (6, 9)), "S2": (128, (8, 16)), "S3": (192, (8, 16))}
@@ -148,58 +150,70 @@ def make_split(split: str, num: int, size: int, crack_len: tuple[int, int], p_de
 # --------------------------------------------------------------------------------------------- real data (4.2)
 
 def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    """An image file -> (H, W) float32 in [0, 1], scaled by its stored bit depth (8 or 16 bit, or float).
 
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError) as err:
-        raise InputError(f"{path}: unreadable image ({err}); expected a PNG, JPEG or TIFF file") from None
-    if arr.ndim == 3:  # RGB(A) -> luminance; EL images are grayscale
-        arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    return arr
-
-
-def _normalise(arr: np.ndarray, path: Path) -> np.ndarray:
-    """Per-image [0, 1] scaling by the dtype's range (8- or 16-bit EL images) or by the max for floats."""
-    if np.issubdtype(arr.dtype, np.integer):
-        return (arr / float(np.iinfo(arr.dtype).max)).astype(np.float32)
-    top = float(np.max(arr)) if arr.size else 0.0
-    if not np.isfinite(top):
-        raise InputError(f"{path}: image has non-finite pixel values")
-    return (arr / top if top > 1.0 else arr).astype(np.float32)
+    Decoded whole by `tenfold.core.images.read_pixels` (truncated files, bombs, unreadable files -> InputError
+    naming the file); colour is reduced to luminance (EL images are greyscale).
+    """
+    arr = read_pixels(path)
+    # Deviation (issue 12): float images must already lie in [0, 1] (`to_unit`); they were divided by their
+    # own maximum before, which gave every image a different scale.
+    return to_grey(to_unit(arr, str(path)), str(path)).astype(np.float32)
 
 
-def _binary_mask(arr: np.ndarray, path: Path) -> np.ndarray:
-    if arr.ndim != 2:
-        raise InputError(f"{path}: mask must be single-channel, got shape {arr.shape}")
+def _read_mask(path: Path) -> np.ndarray:
+    """A mask file -> (H, W) float32 0/1. Single channel (L, 1, I;16) with values 0/1 or 0/255.
+
+    Design choice: a mask stored as colour (palette, RGB, LA, RGBA) is accepted only when it is grey in disguise:
+    equal colour channels and a fully opaque alpha; anything else is refused (the class is ambiguous).
+    """
+    arr = read_pixels(path)
+    if arr.ndim == 3:
+        arr = _grey_mask(arr, path)
     values = np.unique(arr)
     if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
         raise InputError(f"{path}: mask is not binary: values {values[:6].tolist()}...; expected 0/1 or 0/255")
     return (arr > 0).astype(np.float32)
 
 
-def load_pairs_folder(root: Path) -> SegmentationSet:
-    """Read `root/images/<name>.<png|jpg|tif>` with `root/masks/<name>.png` (spec 4.2).
+def _grey_mask(arr: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W, C) colour mask -> (H, W) when it is grey (equal colour channels, opaque alpha); else InputError."""
+    channels = arr.shape[2]
+    colour, alpha = (arr[..., :1], arr[..., 1]) if channels == 2 else (arr[..., :3], arr[..., 3:])
+    full = np.iinfo(arr.dtype).max if np.issubdtype(arr.dtype, np.integer) else 1
+    grey = bool((colour == colour[..., :1]).all())
+    opaque = bool((alpha == full).all()) if alpha.size else True
+    if channels not in (2, 3, 4) or not grey or not opaque:
+        raise InputError(f"{path}: mask must be single-channel, got shape {arr.shape} with "
+                         f"{'colours' if not grey else 'transparency'}; expected a grey (mode L or 1) PNG with "
+                         "values 0/1 or 0/255")
+    return colour[..., 0]
 
-    Errors (InputError) name the file and what was expected: a missing folder or mask, an unreadable file,
-    image/mask size mismatch, a non-binary or multi-channel mask, different image sizes within the folder.
+
+def load_pairs_folder(root: Path, multiple: int = 1, crop: int = 0) -> SegmentationSet:
+    """Read `root/images/<name>.<png|jpg|tif>` with `root/masks/<name>.png` (spec 4.2), every file decoded whole.
+
+    Errors (InputError) name the file and what was expected: a missing folder or mask, no image at all, an
+    unreadable, truncated or over-large file (`tenfold.core.images`), NaN/inf or out-of-range float pixels,
+    image/mask size mismatch, a non-binary or colour mask, different image sizes within the folder, and sides
+    that are not multiples of `multiple` (the model's down-sampling) or shorter than `crop` (training crops).
     """
     root = Path(root)
     img_dir, mask_dir = root / "images", root / "masks"
     for d in (img_dir, mask_dir):
         if not d.is_dir():
             raise InputError(f"{d}: folder not found; expected {root}/images/*.png|jpg|tif and {root}/masks/*.png")
-    files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise InputError(f"{img_dir}: no images (*.png, *.jpg, *.tif)")
+        raise InputError(f"{img_dir}: no images (*.png, *.jpg, *.tif); expected at least one image per split")
     images, masks, names = [], [], []
     for f in files:
         mpath = mask_dir / (f.stem + ".png")
         if not mpath.exists():
             raise InputError(f"{mpath}: mask missing for image {f.name}; expected masks/<image stem>.png")
-        img = _normalise(_read_image(f), f)
-        mask = _binary_mask(_read_image(mpath), mpath)
+        img = _read_image(f)
+        check_side(img, multiple, crop, str(f))
+        mask = _read_mask(mpath)
         if img.shape != mask.shape:
             raise InputError(f"{mpath}: mask size {mask.shape[::-1]} differs from image {f.name} size "
                              f"{img.shape[::-1]} (W x H); masks must match their images pixel for pixel")
@@ -211,6 +225,15 @@ def load_pairs_folder(root: Path) -> SegmentationSet:
         names.append(f.stem)
     return SegmentationSet(torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(masks))[:, None],
                            tuple(names))
+
+
+def check_side(img: np.ndarray, multiple: int, crop: int, label: str) -> None:
+    """Refuse an (H, W) image the model cannot take: sides not multiples of `multiple`, or shorter than `crop`."""
+    check_min_size(img, max(multiple, crop), label)
+    h, w = img.shape[:2]
+    if h % multiple or w % multiple:
+        raise InputError(f"{label}: image is {w}x{h} pixels; the model needs both sides to be multiples of "
+                         f"{multiple} (crop or pad the data set; no resizing: 1-px targets)")
 
 
 def save_pairs_folder(data: SegmentationSet, root: Path) -> None:

@@ -17,23 +17,24 @@ from typing import Any
 
 from tenfold.core.runs import RunDir, atomic_write_text
 from tenfold.systems.harmonize.config import Config
-from tenfold.systems.harmonize.scoring import load_splits, predict_logits, segmentation_metrics
+from tenfold.systems.harmonize.scoring import (checked_checkpoint, load_splits, load_state, predict_logits,
+                                               segmentation_metrics)
 
 
 def evaluate(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """Rebuild the model from config.json + the last checkpoint and report the test metrics (eval.json)."""
     from tenfold.core.errors import InputError
     from tenfold.core.runtime import select_device
-    from tenfold.systems.harmonize.model import build_model
+    from tenfold.systems.harmonize.model import build_model, input_multiple
 
     run = RunDir(run_dir)
-    ckpt = run.load_checkpoint()
+    ckpt = checked_checkpoint(run)  # weights_only load: a crafted pickle is refused, never run
     if ckpt is None or not ckpt["plan"]["finished"]:
         raise InputError(f"{run.checkpoint_path}: no finished training run; run `tenfold train harmonize` first")
     device = select_device(cfg.device)
     model = build_model(cfg.model.arch, cfg.model.widths, cfg.model.encoder).to(device)
-    model.load_state_dict(ckpt["model"])
-    test = load_splits(cfg)["test"]
+    load_state(model, ckpt["model"], f"{run.checkpoint_path}: field 'model'")
+    test = load_splits(cfg, input_multiple(model))["test"]
     metrics = segmentation_metrics(predict_logits(model, test.images, device), test.masks, cfg.train.threshold)
     metrics.pop("pr_curve")
     metrics["fn_weight"] = ckpt["plan"]["fn_weight"]

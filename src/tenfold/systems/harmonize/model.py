@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from tenfold.core.errors import InputError
+from tenfold.core.runs import load_tensors
 
 SMP_ARCHITECTURES = ("smp_unet", "smp_unetplusplus", "smp_fpn", "smp_deeplabv3plus", "smp_pspnet")
 
@@ -114,19 +115,34 @@ def build_smp_model(arch: str, encoder: str = "resnet18", weights_file: str | No
 
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load a local state dict into the whole model, or into `model.encoder` when its keys fit there."""
-    if not path.exists():
-        raise InputError(f"model.weights_file: {path} not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a corrupt file
-        raise InputError(f"model.weights_file: {path} is not a torch state dict ({err})") from None
+        state = load_tensors(path)  # weights_only: a crafted pickle is refused, never run
+    except InputError as err:
+        raise InputError(f"model.weights_file: {err}") from None
     state = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not state or not all(isinstance(k, str) for k in state):
+        raise InputError(f"model.weights_file: {path}: expected a state dict {{parameter name: tensor}}, got "
+                         f"{type(state).__name__}{' (empty)' if isinstance(state, dict) else ''}")
     target = model
     if hasattr(model, "encoder") and not any(k.startswith("encoder.") for k in state):
         target = model.encoder
-    missing, unexpected = target.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = target.load_state_dict(state, strict=False)
+    except (RuntimeError, TypeError, ValueError) as err:  # shape mismatch, a non-tensor value
+        first = str(err).strip().splitlines()[-1][:300] if str(err).strip() else type(err).__name__
+        raise InputError(f"model.weights_file: {path}: does not fit the model ({first}); expected the state "
+                         "dict of this model.arch / model.widths / model.encoder") from None
     if len(unexpected) == len(state):
         raise InputError(f"model.weights_file: {path}: no key matches the model (e.g. {next(iter(state), None)!r})")
+
+
+def input_multiple(model: nn.Module) -> int:
+    """Image sides must be multiples of this: 2^(levels - 1) for TinyUNet, the encoder's output stride for smp."""
+    if isinstance(model, TinyUNet):
+        return 2 ** (model.depth - 1)
+    if getattr(model, "requires_divisible_input_shape", False):
+        return int(model.encoder.output_stride)
+    return 1
 
 
 def build_model(arch: str, widths: tuple[int, ...] = (8, 16, 32, 64), encoder: str = "resnet18",

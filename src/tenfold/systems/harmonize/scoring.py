@@ -4,6 +4,7 @@ input data, arXiv 2211.05295), used by both training and evaluation (spec sectio
   load_splits            train / val / test sets: the user's folder (spec 4.2) or the generator (spec 4.1)
   predict_logits         batched eval-mode logits on the CPU
   segmentation_metrics   all component-9 metrics of a set (prf, threshold_sweep, SWEEP_LOGITS)
+  checked_checkpoint     a run's checkpoint, its structure checked (InputError otherwise); load_state
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from tenfold.core.errors import InputError
+from tenfold.core.runs import RunDir
 from tenfold.systems.harmonize.config import Config
 from tenfold.systems.harmonize.data import SegmentationSet, load_pairs_folder, make_split
 from tenfold.systems.harmonize.imbalance import area_ratio, confusion_counts, output_imbalance
@@ -68,17 +71,59 @@ def segmentation_metrics(logits: torch.Tensor, masks: torch.Tensor, threshold: f
     return out
 
 
-def load_splits(cfg: Config) -> dict[str, SegmentationSet]:
-    """train / val / test: the user's folder (spec 4.2) or the generator with disjoint seeds (spec 4.1)."""
-    if cfg.data.root:
+def load_splits(cfg: Config, multiple: int = 1) -> dict[str, SegmentationSet]:
+    """train / val / test: the user's folder (spec 4.2) or the generator with disjoint seeds (spec 4.1).
+
+    Every split is read (and every file decoded) before anything is returned, so a caller that validates with
+    this before its first write leaves no half-written run. `multiple`: the model's down-sampling factor
+    (`model.input_multiple`); image sides and the training crop must be multiples of it.
+    """
+    d = cfg.data
+    if d.train_crop and d.train_crop % multiple:
+        raise InputError(f"data.train_crop {d.train_crop} must be a multiple of {multiple} (the model's "
+                         "down-sampling factor)")
+    if d.root:
         import dataclasses
 
-        root = Path(cfg.data.root)
-        return {s: dataclasses.replace(load_pairs_folder(root / s), split=s) for s in ("train", "val", "test")}
-    d = cfg.data
+        root = Path(d.root)
+        return {s: dataclasses.replace(load_pairs_folder(root / s, multiple, d.train_crop if s == "train" else 0),
+                                       split=s) for s in ("train", "val", "test")}
+    if d.image_size % multiple:
+        raise InputError(f"data.image_size {d.image_size} must be a multiple of {multiple} (the model's "
+                         "down-sampling factor)")
     nums = {"train": d.num_train, "val": d.num_val, "test": d.num_test}
     return {s: make_split(s, n, d.image_size, (d.crack_len_min, d.crack_len_max), d.p_defect, cfg.seed,
                          (d.contrast_min, d.contrast_max), d.noise_std) for s, n in nums.items()}
+
+
+_PLAN_KEYS = {"kind", "phase", "phase_start", "phase_epochs", "fn_weight", "finished"}  # train.EpochPlan
+_CHECKPOINT_KEYS = {"epoch": int, "model": dict, "optimizer": dict, "generator": torch.Tensor, "plan": dict}
+
+
+def checked_checkpoint(run: RunDir) -> dict[str, Any] | None:
+    """The run's checkpoint (None when there is none), refused with InputError unless it has the training state
+    `fit` writes: {epoch, model, optimizer, generator, plan}. Read with weights_only (core.runs.load_tensors)."""
+    ckpt = run.load_checkpoint()
+    if ckpt is None:
+        return None
+    for key, kind in _CHECKPOINT_KEYS.items():
+        if not isinstance(ckpt.get(key), kind):
+            raise InputError(f"{run.checkpoint_path}: field {key!r} missing or not a {kind.__name__}; expected a "
+                             "checkpoint written by `tenfold train harmonize`")
+    if not _PLAN_KEYS <= set(ckpt["plan"]) or not all(isinstance(k, str) for k in ckpt["plan"]):
+        raise InputError(f"{run.checkpoint_path}: field 'plan' is not a harmonize epoch plan (keys "
+                         f"{[str(k) for k in ckpt['plan']][:8]}); expected a checkpoint written by `tenfold train harmonize`")
+    return ckpt
+
+
+def load_state(module: Any, state: Any, where: str) -> None:
+    """`module.load_state_dict(state)`, with a mismatch (another model, a damaged file) as InputError."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        text = str(err).strip()
+        raise InputError(f"{where} does not fit the model of config.json ({type(err).__name__}: "
+                         f"{text.splitlines()[-1][:300] if text else ''}); use a new --out directory") from None
 
 
 @torch.no_grad()

@@ -24,14 +24,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from tenfold.core.errors import InputError
 from tenfold.core.runs import RunDir
 from tenfold.core.runtime import progress_bar, seed_everything, select_device
 from tenfold.systems.harmonize.config import Config
 from tenfold.systems.harmonize.data import SegmentationSet, augment, random_crops
 from tenfold.systems.harmonize.imbalance import confusion_counts, signed_imbalance
 from tenfold.systems.harmonize.loss import HarmonizedCompoundLoss, build_criterion
-from tenfold.systems.harmonize.model import build_model
-from tenfold.systems.harmonize.scoring import load_splits, predict_logits, segmentation_metrics
+from tenfold.systems.harmonize.model import build_model, input_multiple
+from tenfold.systems.harmonize.scoring import (checked_checkpoint, load_splits, load_state, predict_logits,
+                                                 segmentation_metrics)
 from tenfold.systems.harmonize.selector import AdaptiveImbalanceSelector, OnlineImbalanceController, require_validation
 
 log = logging.getLogger("tenfold.harmonize")
@@ -161,23 +163,31 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     return out
 
 
-def _resume(run: RunDir, model, optimizer, generator) -> tuple[int, EpochPlan | None]:
-    ckpt = run.load_checkpoint()
+def _resume(run: RunDir, ckpt: dict[str, Any] | None, model, optimizer, generator) -> tuple[int, EpochPlan | None]:
     if ckpt is None:
         return 0, None
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    generator.set_state(ckpt["generator"])
+    where = f"{run.checkpoint_path}: field"
+    load_state(model, ckpt["model"], f"{where} 'model'")
+    load_state(optimizer, ckpt["optimizer"], f"{where} 'optimizer'")
+    try:
+        generator.set_state(ckpt["generator"])
+    except (RuntimeError, TypeError) as err:
+        raise InputError(f"{where} 'generator' is not a torch RNG state ({err})") from None
+    try:
+        plan = EpochPlan(**ckpt["plan"])
+    except TypeError as err:  # a key EpochPlan does not have
+        raise InputError(f"{where} 'plan' is not a harmonize epoch plan ({err})") from None
     run.truncate_metrics(ckpt["epoch"])
     log.info("resuming from epoch %d", ckpt["epoch"])
-    return ckpt["epoch"], EpochPlan(**ckpt["plan"])
+    return ckpt["epoch"], plan
 
 
-def fit(cfg: Config, run: RunDir, splits: dict[str, SegmentationSet], device: torch.device) -> tuple[nn.Module, EpochPlan]:
-    """The epoch loop: train, log, checkpoint, advance the plan; resumes from the run's checkpoint."""
+def fit(cfg: Config, run: RunDir, splits: dict[str, SegmentationSet], device: torch.device,
+        ckpt: dict[str, Any] | None = None) -> tuple[nn.Module, EpochPlan]:
+    """The epoch loop: train, log, checkpoint, advance the plan; resumes from `ckpt` (`checked_checkpoint`)."""
     generator = seed_everything(cfg.seed)
     model, criterion, optimizer = build_training(cfg, splits["train"], device)
-    start, plan = _resume(run, model, optimizer, generator)
+    start, plan = _resume(run, ckpt, model, optimizer, generator)
     plan = plan or make_plan(cfg)
     val_cache: dict[str, Any] = {}
 
@@ -224,14 +234,18 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """Train one model with one loss; write config.json, metrics.jsonl, checkpoints and summary.json."""
     t0 = time.perf_counter()
     run = RunDir(run_dir)
-    run.write_config(cfg)
     device = select_device(cfg.device)
     old_threads = torch.get_num_threads()
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     try:
-        splits = load_splits(cfg)
-        model, plan = fit(cfg, run, splits, device)
+        # Issue 12: every input is validated before the first write (config.json): the weights file, all three
+        # splits (each file decoded whole, sizes checked against the model), the checkpoint to resume from.
+        m = cfg.model
+        splits = load_splits(cfg, input_multiple(build_model(m.arch, m.widths, m.encoder, m.weights_file)))
+        ckpt = checked_checkpoint(run)
+        run.write_config(cfg)
+        model, plan = fit(cfg, run, splits, device, ckpt)
         metrics = segmentation_metrics(predict_logits(model, splits["test"].images, device), splits["test"].masks,
                                        cfg.train.threshold)
     finally:
