@@ -86,7 +86,7 @@ def _checkpoint_safe(x: Any, where: str) -> Any:
     raise TypeError(f"checkpoint {where}: {type(x).__name__} cannot be stored; use tensors and plain containers")
 
 
-def load_tensors(path: Path) -> Any:
+def load_tensors(path: Path, expected: str = "a file written by `tenfold train`") -> Any:
     """`torch.load(weights_only=True)` of a file tenfold wrote: a crafted pickle cannot run code.
 
     Raises InputError (exit 2) naming the file when it is missing, truncated, not a torch file, or holds
@@ -94,15 +94,14 @@ def load_tensors(path: Path) -> Any:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: not found; expected a file written by `tenfold train`")
+        raise InputError(f"{path}: not found; expected {expected}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError (bad zip), EOFError, ...
         text = str(err).strip()
         first = text.splitlines()[0][:200] if text else ""
         raise InputError(f"{path}: not a file tenfold can load safely ({type(err).__name__}: {first}); expected "
-                         "a file written by `tenfold train` (tensors and plain containers only). Delete it to "
-                         "start the run afresh.") from None
+                         f"{expected} (tensors and plain containers only, read with weights_only=True)") from None
 
 
 class RunDir:

@@ -116,7 +116,7 @@ def build_smp_model(arch: str, encoder: str = "resnet18", weights_file: str | No
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load a local state dict into the whole model, or into `model.encoder` when its keys fit there."""
     try:
-        state = load_tensors(path)  # weights_only: a crafted pickle is refused, never run
+        state = load_tensors(path, "a torch state dict {parameter name: tensor}")  # weights_only: never runs code
     except InputError as err:
         raise InputError(f"model.weights_file: {err}") from None
     state = state.get("model", state) if isinstance(state, dict) else state
