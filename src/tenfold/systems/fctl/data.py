@@ -4,7 +4,8 @@ Alternating Local Enhancement", IJCV 2024, arXiv 2109.02580): spec ../shared/spe
   make_synth_landcover(seed, size, patch)  4.1: SynthLandcover, classes only context separates, thin roads
   texture_oracle / patches_inside_cell     4.1 diagnostics
   deepglobe_colour_to_ids / ids_to_colour  4.2 / component 8: colour masks, channels binarised at 128
-  read_image / read_deepglobe_pair / read_inria_pair / list_split / write_mask   4.2 real formats
+  read_image / read_rgb / read_deepglobe_pair / read_inria_pair   4.2 real formats, whole files decoded
+  list_split / check_split_files / write_mask                     4.2 splits, checked before training
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tenfold.core import images as core_images
 from tenfold.core.errors import InputError
+from tenfold.core.images import check_min_size, read_pixels, to_rgb, to_unit
 
 log = logging.getLogger("tenfold.fctl")
 
@@ -210,73 +213,121 @@ def ids_to_colour(ids: np.ndarray) -> np.ndarray:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """PNG / JPEG through Pillow, TIFF / GeoTIFF through tifffile (rasterio when installed) -> uint8 array."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            arr = _read_tiff(path)
-        else:
-            from PIL import Image
+    """A whole image file -> array in its own dtype (uint8, uint16, bool, float32): PNG / JPEG through
+    `tenfold.core.images.read_pixels`, TIFF / GeoTIFF through tifffile (rasterio when installed).
 
-            with Image.open(path) as im:
-                arr = np.asarray(im)
+    Truncated or unreadable files, more than MAX_IMAGE_PIXELS pixels (checked from the header, before
+    the pixels are decoded) and empty images raise InputError naming the file.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return read_pixels(path)
+    if not path.is_file():
+        raise InputError(f"{path}: image file not found")
+    try:
+        arr = _read_tiff(path)
     except InputError:
         raise
-    except Exception as err:  # truncated or corrupt files
-        raise InputError(f"{path}: cannot be read as an image ({type(err).__name__}: {err})") from None
-    if arr.dtype != np.uint8:
-        raise InputError(f"{path}: expected 8-bit pixels, got dtype {arr.dtype}")
+    except Exception as err:  # truncated strips, bad tags, not a TIFF at all
+        raise InputError(f"{path}: cannot be read as a TIFF image ({type(err).__name__}: {err}); expected a "
+                         "(Geo)TIFF file") from None
+    if arr.size == 0:
+        raise InputError(f"{path}: empty image ({arr.shape})")
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    if arr.dtype not in (np.uint8, np.uint16, np.bool_, np.float32):
+        raise InputError(f"{path}: pixel type {arr.dtype} is not supported; expected 8- or 16-bit unsigned "
+                         "integers or floats in [0, 1]")
     return arr
 
 
+def _check_pixel_count(path: Path, width: int, height: int) -> None:
+    if width * height > core_images.MAX_IMAGE_PIXELS:  # read at call time: tests lower the limit
+        raise InputError(f"{path}: {width}x{height} pixels is over the limit of {core_images.MAX_IMAGE_PIXELS} "
+                         "(tenfold.core.images.MAX_IMAGE_PIXELS); tile the image first")
+
+
 def _read_tiff(path: Path) -> np.ndarray:
+    """First page (band) of a TIFF -> (H, W) or (H, W, bands); the page shape is checked before decoding."""
     try:
         import rasterio  # optional: keeps the geo-referencing readers of the field
     except ImportError:
         rasterio = None
     if rasterio is not None:
         with rasterio.open(path) as src:
+            _check_pixel_count(path, src.width, src.height)
             arr = src.read()  # (bands, H, W)
         return arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)  # (bands, H, W) -> (H, W, bands)
     import tifffile
 
-    return tifffile.imread(path)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        _check_pixel_count(path, int(page.imagewidth), int(page.imagelength))
+        arr = page.asarray()
+        if arr.ndim == 3 and page.axes.startswith("S"):  # planar (bands, H, W) -> (H, W, bands)
+            arr = np.moveaxis(arr, 0, -1)
+    return arr
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An input image -> (H, W, 3) in its own dtype; grey / grey + alpha / RGBA are made RGB.
+
+    # Design choice: 16-bit satellite images are read, not refused: `SegImages.image` scales them by
+    65535 (tenfold.core.images.to_unit), 8-bit ones by 255; float TIFFs must be finite and in [0, 1].
+    """
+    arr = read_image(path)
+    if arr.dtype.kind == "f":
+        to_unit(arr, str(path))  # refuses NaN / inf and values outside [0, 1]
+    return to_rgb(arr, str(path))
+
+
+def _read_mask(path: Path, form: str) -> np.ndarray:
+    arr = read_image(path)
+    if arr.dtype != np.uint8:
+        raise InputError(f"{path}: mask pixel type {arr.dtype}; expected {form}")
+    return arr
 
 
 def _check_pair(img: np.ndarray, lbl: np.ndarray, img_path: Path, lbl_path: Path) -> None:
-    if img.ndim != 3 or img.shape[-1] not in (3, 4):
-        raise InputError(f"{img_path}: expected an RGB image (H, W, 3), got shape {img.shape}")
     if img.shape[:2] != lbl.shape[:2]:
         raise InputError(f"{lbl_path}: mask size {lbl.shape[:2]} does not match image {img_path} size {img.shape[:2]}")
 
 
+def mask_path(source: str, image: str | Path) -> Path:
+    """The label file of an image: DeepGlobe `<id>_mask.png` beside `<id>_sat.jpg`, Inria `../gt/<name>`."""
+    image = Path(image)
+    if source == "deepglobe":
+        return image.with_name(image.name.replace("_sat.jpg", "_mask.png"))
+    return image.parent.parent / "gt" / image.name
+
+
 def read_deepglobe_pair(sat: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """`<id>_sat.jpg` and its `<id>_mask.png` -> (H, W, 3) uint8 image, (H, W) uint8 ids."""
+    """`<id>_sat.jpg` and its `<id>_mask.png` -> (H, W, 3) image (uint8 or uint16), (H, W) uint8 ids."""
     sat = Path(sat)
-    mask = sat.with_name(sat.name.replace("_sat.jpg", "_mask.png"))
+    mask = mask_path("deepglobe", sat)
     if mask == sat or not mask.exists():
         raise InputError(f"{sat}: no mask {mask.name} beside it (expected <id>_sat.jpg + <id>_mask.png)")
-    img, colour = read_image(sat), read_image(mask)
+    img = read_rgb(sat)
+    colour = _read_mask(mask, "an 8-bit RGB colour PNG in the DeepGlobe palette")
     _check_pair(img, colour, sat, mask)
-    return img[..., :3], deepglobe_colour_to_ids(colour, mask)
+    return img, deepglobe_colour_to_ids(colour, mask)
 
 
 def read_inria_pair(image: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """`<split>/images/<city><k>.tif` + `<split>/gt/<city><k>.tif` (single band 0/255) -> image, ids 0/1."""
     image = Path(image)
-    gt = image.parent.parent / "gt" / image.name
+    gt = mask_path("inria", image)
     if not gt.exists():
         raise InputError(f"{image}: no ground truth {gt} (expected images/ and gt/ folders side by side)")
-    img, g = read_image(image), read_image(gt)
+    img = read_rgb(image)
+    g = _read_mask(gt, "an 8-bit single-band TIFF of 0 and 255")
     if g.ndim == 3:
         g = g[..., 0]
     _check_pair(img, g, image, gt)
     bad = ~np.isin(g, (0, 255))
     if bad.any():
         raise InputError(f"{gt}: Inria ground truth must be 0/255, found values {np.unique(g[bad])[:5].tolist()}")
-    return img[..., :3], (g // 255).astype(np.uint8)
+    return img, (g // 255).astype(np.uint8)
 
 
 # Design choice: one folder per split, named as in the official code (DeepGlobe) or images/ + gt/ (Inria).
@@ -296,6 +347,21 @@ def list_split(source: str, root: str | Path, split: str) -> list[Path]:
 
 def read_pair(source: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
     return read_deepglobe_pair(path) if source == "deepglobe" else read_inria_pair(path)
+
+
+def check_split_files(source: str, files: list[Path], min_side: int, num_classes: int) -> None:
+    """Decode every image and mask of a split once, before training: a bad file fails now, not after hours.
+
+    Checks what `read_pair` checks (readable, pair sizes, palette / 0-255 values), the smallest side the
+    patching needs (`min_side`) and that every label id is below `num_classes`.
+    """
+    for f in files:
+        img, ids = read_pair(source, f)
+        check_min_size(img, min_side, f"{f} (data.patch_size={min_side})")
+        top = int(ids.max())
+        if top >= num_classes:
+            raise InputError(f"{mask_path(source, f)}: label id {top} is not below data.num_classes={num_classes}; "
+                             f"expected ids 0..{num_classes - 1} (DeepGlobe needs 7 classes, Inria 2)")
 
 
 def write_mask(path: str | Path, labels: np.ndarray, like: str | Path | None = None, colour: bool = False) -> Path:

@@ -21,7 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from tenfold.core.runs import RunDir, atomic_write_text
 from tenfold.systems.fctl.config import Config
-from tenfold.systems.fctl.stages import evaluate_images, load_split, load_stage_model, stage_predict
+from tenfold.systems.fctl.stages import evaluate_images, load_split, load_stage_model, load_stage_state, stage_predict
 
 log = logging.getLogger("tenfold.fctl")
 
@@ -84,7 +84,9 @@ class PeakMemory(TorchDispatchMode):
 def evaluate(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """Test-split mIoU of every stage the run trained (TTA per `eval.use_tta`), plus peak memory per image."""
     run = RunDir(run_dir)
-    test = load_split(cfg, "test")
+    test = load_split(cfg, "test")  # every test file decoded and checked before the first stage runs
+    for stage in cfg.train.stages:
+        load_stage_state(cfg, run_dir, stage)  # a damaged stage file is refused before any evaluation
     out: dict[str, Any] = {}
     for stage in cfg.train.stages:
         model = load_stage_model(cfg, run_dir, stage).eval()
@@ -106,9 +108,11 @@ def segment_file(model: Callable, in_path: str | Path, out_path: str | Path, pat
     Patches stream through `model` in batches of `batch`, so memory beyond the image and its K x H x W
     canvas stays bounded as the image grows.
     """
-    from tenfold.systems.fctl.data import read_image, write_mask
+    from tenfold.core.images import check_min_size, to_unit
+    from tenfold.systems.fctl.data import read_rgb, write_mask
     from tenfold.systems.fctl.patching import segment_large_image
 
-    img = read_image(in_path)
+    img = to_unit(read_rgb(in_path), str(in_path))  # (H, W, 3) float32 in [0, 1], 8- or 16-bit in
+    check_min_size(img, patch, str(in_path))
     labels = segment_large_image(img, model, patch, min_overlap, (1, *factors), tta, batch=batch)
     return write_mask(out_path, labels, like=in_path, colour=colour)

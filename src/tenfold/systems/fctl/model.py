@@ -154,31 +154,80 @@ class FCN8s(nn.Module):
         log.info("loaded VGG-16 weights from %s", path)
 
 
+# Design choice: a torchvision VGG-16 state dict is 528 MB; a weights file over 2 GiB is refused unread.
+MAX_WEIGHTS_BYTES = 2 * 2**30
+# torchvision's VGG-16 classifier layers that FCN-8s turns into conv6 / conv7 (component 3).
+VGG_CLASSIFIER_NUMEL = {"classifier.0.weight": 4096 * 512 * 7 * 7, "classifier.0.bias": 4096,
+                        "classifier.3.weight": 4096 * 4096, "classifier.3.bias": 4096}
+
+
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    """`model.weights_file` -> a checked torchvision VGG-16 state dict (weights_only: a pickle runs no code).
+
+    Refused with InputError naming the file: missing, over MAX_WEIGHTS_BYTES, truncated or not a torch file,
+    a pickled object, not a {name: tensor} dict, NaN / inf weights, missing VGG-16 keys or wrong shapes.
+    """
+    path = Path(path)
+    expected = "expected a local torchvision VGG-16 state dict (torch.save(vgg16().state_dict()))"
+    if not path.is_file():
+        raise InputError(f"{path}: model.weights_file not found; {expected}")
+    if path.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise InputError(f"{path}: model.weights_file is {path.stat().st_size} bytes, over the limit of "
+                         f"{MAX_WEIGHTS_BYTES} (fctl.model.MAX_WEIGHTS_BYTES); {expected}")
     try:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: model.weights_file not found") from None
-    except Exception as err:  # a corrupt or non-torch file
-        raise InputError(f"{path}: not a readable torch state dict ({type(err).__name__})") from None
-    if not isinstance(state, dict):
-        raise InputError(f"{path}: expected a state dict, got {type(state).__name__}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or non-torch file, or a pickle of anything but tensors
+        raise InputError(f"{path}: model.weights_file is not a readable torch state dict "
+                         f"({type(err).__name__}); {expected}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: model.weights_file holds a {type(state).__name__}, not a {{name: tensor}} "
+                         f"dict; {expected}")
+    for name, value in state.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise InputError(f"{path}: model.weights_file tensor {name!r} has NaN or inf values; {expected}")
+    _check_vgg_shapes(state, path, expected)
     return state
+
+
+def _check_vgg_shapes(state: dict[str, torch.Tensor], path: Path, expected: str) -> None:
+    with torch.device("meta"):  # shapes only, no 134 M parameters allocated
+        enc = VGGEncoder()
+    seq = nn.Sequential(*enc.to_pool3, *enc.to_pool4, *enc.to_pool5)
+    want = {f"features.{k}": v.numel() for k, v in seq.state_dict().items()} | VGG_CLASSIFIER_NUMEL
+    for name, numel in want.items():
+        if name not in state:
+            raise InputError(f"{path}: model.weights_file has no tensor {name!r}; {expected}")
+        if state[name].numel() != numel:
+            raise InputError(f"{path}: model.weights_file tensor {name!r} has shape {tuple(state[name].shape)} "
+                             f"({state[name].numel()} values, VGG-16 has {numel}); {expected}")
 
 
 # ---------------------------------------------------------------- builders and the FCtL patch model
 def build_trunk(backbone: str, num_classes: int, widths: Sequence[int] = (16, 32, 64, 128),
-                weights_file: str = "") -> nn.Module:
-    """A full segmenter (encoder + decoder): TinyFCN or FCN8s (VGG weights only from a local file)."""
+                weights_file: str | None = "") -> nn.Module:
+    """A full segmenter (encoder + decoder): TinyFCN or FCN8s (VGG weights only from a local file).
+
+    `weights_file=None`: the weights will come from a stage checkpoint (nothing read, nothing logged).
+    """
     if backbone == "tiny":
         return TinyFCN(num_classes, widths)
     state = _load_state(Path(weights_file)) if weights_file else None  # a bad file fails before the 134 M init
     net = FCN8s(num_classes)
     if state is not None:
         net.load_vgg_weights(Path(weights_file), state)
-    else:
+    elif weights_file is not None:
         log.info("FCN8s: no model.weights_file given, VGG-16 trunk is randomly initialised")
     return net
+
+
+def check_weights_file(backbone: str, weights_file: str) -> None:
+    """Read and check `model.weights_file` before a run writes anything (see `_load_state`)."""
+    if not weights_file:
+        return
+    if backbone != "vgg16":
+        raise InputError(f"{weights_file}: model.weights_file is read only with model.backbone=vgg16, got "
+                         f"model.backbone={backbone!r}; expected an empty model.weights_file")
+    _load_state(Path(weights_file))
 
 
 def build_encoder(backbone: str, widths: Sequence[int] = (16, 32, 64, 128)) -> nn.Module:

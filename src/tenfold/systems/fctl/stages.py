@@ -4,6 +4,7 @@ Locality-aware Context Fusion and Alternating Local Enhancement", IJCV 2024, arX
 
   SegImages / load_split                    a split: synthetic arrays in memory or real files read on demand
   build_stage_model / load_stage_model      the model of a stage, initialised from the finished stages [code]
+  load_stage_state / check_state            a stage file, checked against the stage model before use
   confusion_matrix / iou_per_class / miou   component 13 [code]: mIoU over classes 1..K-1 (class 0 dropped)
   predict_logits / stage_predict            patch pipeline (optionally contexts from another image), per stage
   evaluate_images                           confusion + scores over a split
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from tenfold.core.errors import InputError
+from tenfold.core.images import to_unit
 from tenfold.core.runs import load_tensors
 from tenfold.core.runtime import select_device
 from tenfold.systems.fctl import data as D
@@ -43,9 +45,9 @@ class SegImages:
         return self.arrays[i] if self.arrays is not None else D.read_pair(self.source, self.files[i])
 
     def image(self, i: int) -> torch.Tensor:
-        img = self.pair(i)[0]
-        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
-        return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+        """(3, H, W) float32 in [0, 1]: 8-bit / 255, 16-bit / 65535 (tenfold.core.images.to_unit)."""
+        img = to_unit(self.pair(i)[0], f"image {i}" if self.files is None else str(self.files[i]))
+        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
 
     @property
     def labels(self) -> list[np.ndarray]:
@@ -60,7 +62,14 @@ def load_split(cfg: Config, split: str) -> SegImages:
         return SegImages(arrays=[(s.image, s.label) for s in samples])
     if not d.root:
         raise InputError(f"data.root: required for data.source={d.source!r} (the dataset folder)")
-    return SegImages(files=D.list_split(d.source, d.root, split)[:count], source=d.source)
+    files = D.list_split(d.source, d.root, split)[:count]
+    D.check_split_files(d.source, files, min_image_side(cfg), d.num_classes)  # every file decoded once, now
+    return SegImages(files=files, source=d.source)
+
+
+def min_image_side(cfg: Config) -> int:
+    """Smallest image side the pipeline takes: one whole patch (component 1: patches lie inside the image)."""
+    return cfg.data.patch_size
 
 
 def stage_factors(cfg: Config, stage: str) -> tuple[float, ...]:
@@ -69,10 +78,13 @@ def stage_factors(cfg: Config, stage: str) -> tuple[float, ...]:
     return tuple(cfg.model.context_factors) if stage in ("all", "all_ale") else ()
 
 
-def build_stage_model(cfg: Config, stage: str, done: dict[str, dict]) -> torch.nn.Module:
-    """The model of `stage`, initialised from the finished stages `done` ({stage: state_dict}) [code]."""
+def build_stage_model(cfg: Config, stage: str, done: dict[str, dict], pretrained: bool = True) -> torch.nn.Module:
+    """The model of `stage`, initialised from the finished stages `done` ({stage: state_dict}) [code].
+
+    `pretrained=False` skips `model.weights_file` (the weights will come from a stage file).
+    """
     m, k = cfg.model, cfg.data.num_classes
-    trunk = build_trunk(m.backbone, k, m.tiny_widths, m.weights_file)
+    trunk = build_trunk(m.backbone, k, m.tiny_widths, m.weights_file if pretrained else None)
     if stage == "global":
         model: torch.nn.Module = GlobalOnly(trunk, cfg.data.patch_size)
     elif stage == "local":
@@ -108,12 +120,38 @@ def stage_path(run_dir: Path, stage: str) -> Path:
     return Path(run_dir) / "stages" / f"{stage}.pt"
 
 
-def load_stage_model(cfg: Config, run_dir: Path, stage: str) -> torch.nn.Module:
+def load_stage_state(cfg: Config, run_dir: Path, stage: str) -> dict[str, torch.Tensor]:
+    """stages/<stage>.pt, read with weights_only and checked against the stage model (see `check_state`)."""
     path = stage_path(run_dir, stage)
     if not path.exists():
         raise InputError(f"{path}: stage {stage!r} not trained; run `tenfold train` on this directory first")
-    model = build_stage_model(cfg, stage, {})
-    model.load_state_dict(load_tensors(path))
+    state = load_tensors(path)
+    check_state(cfg, stage, state, path)
+    return state
+
+
+def check_state(cfg: Config, stage: str, state: Any, path: Path) -> None:
+    """Refuse (InputError naming `path`) anything but the stage model's own {name: tensor}: same names and
+    shapes, finite floats. A file from another config or a damaged one fails here, not in load_state_dict."""
+    form = f"expected the state dict of stage {stage!r} written by `tenfold train` with this run's config.json"
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: holds a {type(state).__name__}, not a {{name: tensor}} dict; {form}")
+    with torch.device("meta"):  # shapes only
+        want = build_stage_model(cfg, stage, {}, pretrained=False).state_dict()
+    missing, extra = sorted(set(want) - set(state)), sorted(set(state) - set(want))
+    if missing or extra:
+        raise InputError(f"{path}: tensor names differ (missing {missing[:3]}, unexpected {extra[:3]}); {form}")
+    for name, value in state.items():
+        if value.shape != want[name].shape:
+            raise InputError(f"{path}: tensor {name!r} has shape {tuple(value.shape)}, the model's is "
+                             f"{tuple(want[name].shape)}; {form}")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise InputError(f"{path}: tensor {name!r} has NaN or inf values; {form}")
+
+
+def load_stage_model(cfg: Config, run_dir: Path, stage: str) -> torch.nn.Module:
+    model = build_stage_model(cfg, stage, {}, pretrained=False)
+    model.load_state_dict(load_stage_state(cfg, run_dir, stage))
     return model.to(select_device(cfg.device))
 
 
@@ -171,6 +209,8 @@ def scores(confs: np.ndarray) -> dict[str, Any]:
 def evaluate_images(predict: Callable[[int], torch.Tensor], labels: Sequence[np.ndarray],
                     num_classes: int) -> dict[str, Any]:
     """Confusion over every image: `predict(i)` returns (K, H, W) logits or (H, W) labels of image i."""
+    if len(labels) == 0:  # an mIoU over nothing would be NaN
+        raise InputError("no images to evaluate: the split is empty; expected at least one image")
     conf = np.zeros((num_classes, num_classes), np.int64)
     t0 = time.perf_counter()
     for i, lbl in enumerate(labels):

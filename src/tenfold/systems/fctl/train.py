@@ -24,14 +24,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from tenfold.core.runs import RunDir, atomic_write_bytes, load_tensors
+from tenfold.core.errors import InputError
+from tenfold.core.runs import RunDir, atomic_write_bytes
 from tenfold.core.runtime import progress_bar, seed_everything, select_device
 from tenfold.systems.fctl.config import Config
 from tenfold.systems.fctl.loss import loss_terms
-from tenfold.systems.fctl.model import FCtLNet
+from tenfold.systems.fctl.model import FCtLNet, check_weights_file
 from tenfold.systems.fctl.patching import crops_for, patch_boxes
-from tenfold.systems.fctl.stages import (SegImages, build_stage_model, evaluate_images, load_split, load_stage_model,
-                                         stage_path, stage_predict)
+from tenfold.systems.fctl.stages import (SegImages, build_stage_model, check_state, evaluate_images, load_split,
+                                         load_stage_model, load_stage_state, stage_path, stage_predict)
 
 log = logging.getLogger("tenfold.fctl")
 
@@ -134,16 +135,20 @@ def train(cfg: Config, run_dir: Path, stop_after_epochs: int | None = None) -> d
     t0 = time.perf_counter()
     device = select_device(cfg.device)
     run = RunDir(run_dir)
-    train_set = load_split(cfg, "train")  # input errors surface before anything is written
+    # Every input is read and checked before the first write (config.json): data, weights, a resumed run.
+    train_set, val_set = load_split(cfg, "train"), load_split(cfg, "val")
+    if cfg.data.source != "synth":
+        load_split(cfg, "test")  # `tenfold eval` reads it: a bad test file is refused now, not after training
+    check_weights_file(cfg.model.backbone, cfg.model.weights_file)
+    done = {s: load_stage_state(cfg, run_dir, s) for s in cfg.train.stages if stage_path(run_dir, s).exists()}
+    _check_resume_checkpoint(cfg, run)
     run.write_config(cfg)
     seed_everything(cfg.seed)
-    done: dict[str, dict] = {}
     budget = [stop_after_epochs if stop_after_epochs is not None else -1]
     summary: dict[str, Any] = {}
     for idx, stage in enumerate(cfg.train.stages):
         path = stage_path(run_dir, stage)
-        if path.exists():
-            done[stage] = load_tensors(path)
+        if stage in done:
             continue
         torch.manual_seed(cfg.seed * 100 + idx)  # fresh weights of a stage do not depend on a resume
         model = build_stage_model(cfg, stage, done).to(device)
@@ -157,15 +162,30 @@ def train(cfg: Config, run_dir: Path, stop_after_epochs: int | None = None) -> d
         atomic_write_bytes(path, buf.getvalue())
         if isinstance(model, FCtLNet):
             summary[f"{stage}_gammas"] = model.gammas()
-    summary.update(_val_scores(cfg, run_dir, done))
+    summary.update(_val_scores(cfg, run_dir, val_set))
     summary["stages"] = list(cfg.train.stages)
     run.write_summary(summary, time.perf_counter() - t0, str(device))
     return summary
 
 
-def _val_scores(cfg: Config, run_dir: Path, done: dict[str, dict]) -> dict[str, float]:
+def _check_resume_checkpoint(cfg: Config, run: RunDir) -> None:
+    """checkpoints/last.pt of a resumed run: a dict of stage, epoch, model and optimizer state that fits."""
+    ckpt = run.load_checkpoint()  # weights_only; None when absent
+    if ckpt is None:
+        return
+    path = run.checkpoint_path
+    stage, epoch = ckpt.get("stage"), ckpt.get("epoch")
+    if stage not in cfg.train.stages or not isinstance(epoch, int) or not 0 <= epoch <= cfg.train.epochs_per_stage:
+        raise InputError(f"{path}: field 'stage' {stage!r} / 'epoch' {epoch!r} do not fit this run; expected a "
+                         f"stage of {list(cfg.train.stages)} and an epoch in 0..{cfg.train.epochs_per_stage}. "
+                         "Delete it to restart the stage.")
+    if not isinstance(ckpt.get("optimizer"), dict):
+        raise InputError(f"{path}: field 'optimizer' missing; expected a checkpoint written by `tenfold train`")
+    check_state(cfg, stage, ckpt.get("model"), path)
+
+
+def _val_scores(cfg: Config, run_dir: Path, val: SegImages) -> dict[str, float]:
     """Validation mIoU of every stage (no TTA, as the code's periodic validation)."""
-    val = load_split(cfg, "val")
     out = {}
     for stage in cfg.train.stages:
         model = load_stage_model(cfg, run_dir, stage).eval()
