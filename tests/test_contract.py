@@ -93,3 +93,12 @@ def test_predict_bad_inputs_exit_2_naming_the_file(key, tmp_path, capsys):
     assert main(["predict", key, "--run", str(tmp_path / "other"), "--input", str(garbage), "--output",
                  str(out)]) == 2
     assert f"trained by {other!r}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_every_system_has_a_bad_input_catalogue(key):
+    """Issue 12: each system (new ones when they land) keeps a catalogue of malformed inputs run through the CLI."""
+    path = Path(__file__).parent / "systems" / key / "test_bad_inputs.py"
+    assert path.exists(), f"{path} missing"
+    text = path.read_text()
+    assert "assert_refused" in text and text.count("def test_") >= 3
