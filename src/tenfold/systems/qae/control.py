@@ -276,6 +276,9 @@ def _hermitian_field(x: Any, source: str, name: str, ndim: int) -> Tensor:
     d = a.shape[-1]
     if 2 ** int(round(math.log2(d))) != d:
         raise InputError(f"{source}: field {name!r} has dimension d = {d}, not a power of two 2^n")
+    from tenfold.systems.qae.data import check_qubit_dims  # data.py imports this module
+
+    check_qubit_dims(a.shape, 2, f"{source}: field {name!r}")
     if not np.all(np.isfinite(a)):
         raise InputError(f"{source}: field {name!r} contains NaN or inf; expected finite Hermitian matrices")
     t = torch.as_tensor(a.astype(np.complex128))
@@ -285,21 +288,37 @@ def _hermitian_field(x: Any, source: str, name: str, ndim: int) -> Tensor:
     return 0.5 * (t + t.mH)
 
 
+def _numbers(value: Any) -> Any:
+    """`value` itself when it is a JSON number or (nested) list; strings and others raise TypeError.
+
+    np.asarray(dtype=float) would otherwise parse the string "1.5" as a number.
+    """
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            _numbers(v)
+    elif isinstance(value, bool) or not isinstance(value, (int, float, np.ndarray)):
+        raise TypeError(f"not a number: {type(value).__name__}")
+    return value
+
+
 def _json_array(value: Any, source: str, name: str) -> np.ndarray:
     if isinstance(value, dict):
         if "real" not in value:
             raise InputError(f"{source}: field {name!r} needs a 'real' part; expected {CONTROL_FILE_FORM}")
         try:
-            real = np.asarray(value["real"], dtype=float)
-            imag = np.asarray(value.get("imag", np.zeros_like(real)), dtype=float)
-        except (TypeError, ValueError):
-            raise InputError(f"{source}: field {name!r} holds non-numeric or ragged entries") from None
+            real = np.asarray(_numbers(value["real"]), dtype=float)
+            imag = np.asarray(_numbers(value.get("imag", np.zeros_like(real))), dtype=float)
+        except (TypeError, ValueError, OverflowError, RecursionError):
+            raise InputError(f"{source}: field {name!r} holds non-numeric or ragged entries; expected "
+                             f"{CONTROL_FILE_FORM}") from None
         if real.shape != imag.shape:
             raise InputError(f"{source}: field {name!r}: 'real' {real.shape} and 'imag' {imag.shape} differ in shape")
-        return real + 1j * imag
+        out = real.astype(np.complex128)
+        out.imag = imag  # not real + 1j * imag: 1j * inf would be nan + inf j, with a warning
+        return out
     try:
-        return np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
+        return np.asarray(_numbers(value), dtype=float)
+    except (TypeError, ValueError, OverflowError, RecursionError):
         raise InputError(f"{source}: field {name!r} holds non-numeric or ragged entries; expected "
                          f"{CONTROL_FILE_FORM}") from None
 
@@ -314,15 +333,22 @@ def load_control_file(path: str | Path) -> tuple[Tensor, Tensor]:
     source = f"model.control_file {path}"
     if not path.is_file():
         raise InputError(f"{source}: file not found; expected {CONTROL_FILE_FORM}")
+    # Imported here: data.py imports this module (pauli_on) for its generators.
+    from tenfold.systems.qae.data import check_file_size, npz_headers
+
     if path.suffix == ".json":
+        check_file_size(path, source)
         try:
             fields = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise InputError(f"{source}: not valid JSON ({err}); expected {CONTROL_FILE_FORM}") from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:  # ValueError: JSONDecodeError, or an integer
+            reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)[:200]  # of > 4300 digits
+            raise InputError(f"{source}: not valid JSON ({reason}); expected {CONTROL_FILE_FORM}") from None
         if not isinstance(fields, dict):
             raise InputError(f"{source}: expected a JSON object; expected {CONTROL_FILE_FORM}")
         fields = {k: _json_array(v, source, k) for k, v in fields.items() if k in ("drift", "controls")}
     elif path.suffix == ".npz":
+        # dtype, qubit count and size from the headers, before any array is loaded
+        npz_headers(path, source, CONTROL_FILE_FORM, {"drift": 2, "controls": 2})
         fields = load_npz(path, CONTROL_FILE_FORM, source)
     else:
         raise InputError(f"{source}: unknown suffix {path.suffix!r}; expected {CONTROL_FILE_FORM}")

@@ -9,6 +9,7 @@ Spec component -> function (specs/qae.md):
     section 4.1 named ensembles                                     -> ENSEMBLES, build_ensemble
     the same kinds on any n (full-profile sweep)                    -> random_pure_ensemble, random_full_rank_ensemble
     section 4.2 user inputs (.npz kets + weights, or rho)          -> load_states_file, validate_rho, validate_kets
+    their limits, read from .npz / .npy headers before loading    -> MAX_QUBITS, MAX_FILE_BYTES, npz_headers, npy_header
     12. interop (QuTiP, Qiskit little-endian reversal, PennyLane)  -> to_qutip, from_qutip, from_qiskit,
                                                                       circuit_qnode
 
@@ -19,6 +20,7 @@ Qubit order is big-endian (qubit 0 = leftmost kron factor).
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +38,17 @@ RDTYPE = torch.float64
 TOL = 1e-9  # Hermiticity and positivity
 # Design choice: trace / norm / weight sums are accepted within 1e-6 (float32 files) and then renormalised exactly.
 NORM_TOL = 1e-6
+# Design choice: the largest register qae reads from a file (states, rho, control Hamiltonians, a run's unitary).
+# The paper's cases have 2-3 qubits and the full profile sweeps 3-5 (reproduce.sweep_num_qubits allows 6). The
+# controllability check before training (control.lie_algebra_rank: Gram-Schmidt over dim su(2^n) = 4^n - 1 real
+# vectors of length 2 * 4^n) took 0.25 s at 4 qubits and had not finished after 3 minutes at 5 (measured on 2 cores);
+# its basis alone is 256 MiB at 6. The unitary / circuit encoders and predict stay cheap at 6 qubits (d = 64), the
+# most a laptop handles; a 12-qubit rho alone is 256 MiB before any check.
+MAX_QUBITS = 6
+# Design choice: a states / control / unitary file, and every array declared inside one, is at most 64 MiB
+# (rho of 6 qubits: 64 KiB; 64 MiB holds ~65 000 kets of 6 qubits in complex128).
+MAX_FILE_BYTES = 64 * 2**20
+NUMERIC_KINDS = "biufc"  # bool, signed / unsigned int, float, complex: what an array field may hold
 
 
 @dataclass(frozen=True)
@@ -195,6 +208,81 @@ def check_latent(num_qubits: int, num_latent_qubits: int) -> None:
                          f"got {num_latent_qubits}")
 
 
+# ---------------------------------------------------------------- array files: checked before they are loaded
+
+def check_file_size(path: Path, label: str) -> None:
+    """Refuse a file over MAX_FILE_BYTES before reading it."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"{label}: file of {size} bytes exceeds the limit of {MAX_FILE_BYTES} bytes "
+                         f"(data.MAX_FILE_BYTES); qae handles at most {MAX_QUBITS} qubits")
+
+
+def _npy_header(f: Any, label: str, expected: str, dims: int = 0) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the header of an .npy stream, without reading its data; refuses non-numeric dtypes, a
+    state dimension (the last `dims` axes) beyond 2^MAX_QUBITS and arrays declared larger than MAX_FILE_BYTES (a
+    12-qubit complex rho is refused here, not allocated)."""
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except Exception as err:  # bad magic, malformed header dict, truncated stream, bad zip member
+        raise InputError(f"{label}: not a readable .npy array ({type(err).__name__}); expected {expected}") from None
+    if dtype.kind not in NUMERIC_KINDS or dtype.hasobject or dtype.fields is not None:
+        raise InputError(f"{label}: dtype {dtype.str!r} is not numeric; expected {expected} (real or complex numbers)")
+    if dims:
+        check_qubit_dims(tuple(shape), dims, label)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MAX_FILE_BYTES:
+        raise InputError(f"{label}: array of shape {tuple(shape)} ({nbytes} bytes) exceeds the limit of "
+                         f"{MAX_FILE_BYTES} bytes (data.MAX_FILE_BYTES); qae handles at most {MAX_QUBITS} qubits")
+    return tuple(shape), dtype
+
+
+def npz_headers(path: Path, label: str, expected: str,
+                dims: dict[str, int] | None = None) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """{field: (shape, dtype)} of an .npz read from its members' headers only (the arrays are not loaded).
+
+    `dims` maps a field to its number of trailing state axes (1 for kets, 2 for matrices), checked against MAX_QUBITS.
+    """
+    check_file_size(path, label)
+    headers, total = {}, 0
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                name = info.filename.removesuffix(".npy")
+                with z.open(info) as f:
+                    headers[name] = _npy_header(f, f"{label}: field {name!r}", expected, (dims or {}).get(name, 0))
+                total += math.prod(headers[name][0]) * headers[name][1].itemsize
+                if total > MAX_FILE_BYTES:  # many arrays, each under the limit
+                    raise InputError(f"{label}: arrays of {total} bytes in all exceed the limit of {MAX_FILE_BYTES} "
+                                     f"bytes (data.MAX_FILE_BYTES); expected {expected}")
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError) as err:
+        raise InputError(f"{label}: not a readable .npz file ({type(err).__name__}); expected {expected}") from None
+    return headers
+
+
+def npy_header(path: Path, label: str, expected: str, dims: int = 0) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of an .npy file from its header only (`dims` as in npz_headers)."""
+    check_file_size(path, label)
+    with open(path, "rb") as f:
+        return _npy_header(f, label, expected, dims)
+
+
+def check_qubit_dims(shape: tuple[int, ...], dims: int, label: str) -> None:
+    """Refuse, from a header's shape, a state dimension (the last `dims` axes) beyond 2^MAX_QUBITS."""
+    for d in shape[len(shape) - dims:] if len(shape) >= dims else shape:
+        if d > 2**MAX_QUBITS:
+            raise InputError(f"{label}: dimension {d} exceeds 2^{MAX_QUBITS} = {2**MAX_QUBITS}; qae handles at most "
+                             f"{MAX_QUBITS} qubits (data.MAX_QUBITS)")
+
+
 # ---------------------------------------------------------------- validation (section 4.2)
 
 def _power_of_two(d: int, source: str, what: str) -> int:
@@ -204,17 +292,29 @@ def _power_of_two(d: int, source: str, what: str) -> int:
     return n
 
 
+def _as_complex(x: Tensor | np.ndarray, source: str, expected: str) -> Tensor:
+    """A numeric array (bool, int, float, complex) as a complex128 tensor; strings, objects, records are refused."""
+    if isinstance(x, Tensor):
+        return x.to(CDTYPE)
+    a = np.asarray(x)
+    if a.dtype.kind not in NUMERIC_KINDS or a.dtype.hasobject or a.dtype.fields is not None:
+        raise InputError(f"{source}: dtype {a.dtype.str!r} is not numeric; expected {expected} "
+                         "(real or complex numbers)")
+    return torch.as_tensor(a.astype(np.complex128))
+
+
 def validate_rho(rho: Tensor | np.ndarray, source: str = "rho") -> Tensor:
     """Check a density matrix: square 2^n x 2^n, finite, Hermitian and PSD (tol 1e-9), unit trace (tol 1e-6).
 
     Returns the complex128 matrix symmetrised and renormalised to trace exactly 1.
     """
-    r = torch.as_tensor(np.asarray(rho) if not isinstance(rho, Tensor) else rho).to(CDTYPE)
+    r = _as_complex(rho, source, "a (2^n, 2^n) density matrix")
     if r.ndim != 2 or r.shape[0] != r.shape[1]:
         raise InputError(f"{source} must be a square density matrix of shape (2^n, 2^n), got {tuple(r.shape)}")
     if not torch.isfinite(torch.view_as_real(r)).all():
         raise InputError(f"{source} contains NaN or inf; expected a finite (2^n, 2^n) density matrix")
     _power_of_two(r.shape[0], source, "density-matrix")
+    check_qubit_dims(tuple(r.shape), 2, source)
     if float((r - r.mH).abs().max()) > TOL:
         raise InputError(f"{source} is not Hermitian (max |rho - rho^dagger| = {float((r - r.mH).abs().max()):.3g})")
     lam_min = float(torch.linalg.eigvalsh(r).min())
@@ -232,14 +332,15 @@ def validate_kets(kets: Tensor | np.ndarray, probs: Tensor | np.ndarray | None =
 
     Returns (kets, probs) as complex128 / float64, renormalised exactly.
     """
-    k = torch.as_tensor(np.asarray(kets) if not isinstance(kets, Tensor) else kets).to(CDTYPE)
+    k = _as_complex(kets, source, "kets of shape (N, 2^n)")
     if k.ndim == 1:
         k = k.unsqueeze(0)
-    if k.ndim != 2:
-        raise InputError(f"{source} must have shape (N, 2^n) (one ket per row), got {tuple(k.shape)}")
+    if k.ndim != 2 or k.shape[0] < 1:
+        raise InputError(f"{source} must have shape (N, 2^n) with N >= 1 (one ket per row), got {tuple(k.shape)}")
     if not torch.isfinite(torch.view_as_real(k)).all():
         raise InputError(f"{source} contains NaN or inf; expected finite kets of shape (N, 2^n)")
     _power_of_two(k.shape[1], source, "ket")
+    check_qubit_dims(tuple(k.shape), 1, source)
     norms = torch.linalg.vector_norm(k, dim=1)
     bad = torch.nonzero((norms - 1).abs() > NORM_TOL).flatten().tolist()
     if bad:
@@ -247,16 +348,14 @@ def validate_kets(kets: Tensor | np.ndarray, probs: Tensor | np.ndarray | None =
     if probs is None:
         p = torch.full((k.shape[0],), 1.0 / k.shape[0], dtype=RDTYPE)
     else:
-        p = torch.as_tensor(np.asarray(probs) if not isinstance(probs, Tensor) else probs)
-        if p.is_complex():
-            if float(p.imag.abs().max()) > TOL:
-                raise InputError(f"{source}: weights must be real")
-            p = p.real
-        p = p.to(RDTYPE)
+        p = _as_complex(probs, source, "weights of shape (N,)")
         if p.shape != (k.shape[0],):
             raise InputError(f"{source}: weights must have shape (N,) = ({k.shape[0]},), got {tuple(p.shape)}")
-        if not torch.isfinite(p).all():
-            raise InputError(f"{source}: weights contain NaN or inf")
+        if not torch.isfinite(torch.view_as_real(p)).all():
+            raise InputError(f"{source}: weights contain NaN or inf; expected finite probabilities")
+        if float(p.imag.abs().max()) > TOL:
+            raise InputError(f"{source}: weights must be real")
+        p = p.real.to(RDTYPE)
         if (p < 0).any():
             raise InputError(f"{source}: weights must be non-negative, got {p.tolist()}")
         if abs(float(p.sum()) - 1.0) > NORM_TOL:
@@ -264,21 +363,37 @@ def validate_kets(kets: Tensor | np.ndarray, probs: Tensor | np.ndarray | None =
     return k / norms.unsqueeze(1), p / p.sum()
 
 
+STATES_FILE_FORM = "an .npz with field 'states' (N, 2^n) [+ 'weights' (N,)] or field 'rho' (2^n, 2^n), numeric"
+
+
+def _check_states_headers(path: Path, headers: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """Shapes of the fields from the .npz headers, before any array is loaded (MAX_QUBITS, N >= 1, ndim)."""
+    if "states" not in headers and "rho" not in headers:
+        raise InputError(f"{path}: neither field 'states' nor field 'rho' present (found {sorted(headers)}); "
+                         f"expected {STATES_FILE_FORM}")
+    field, form = ("states", "(N, 2^n), one ket per row, N >= 1") if "states" in headers else ("rho", "(2^n, 2^n)")
+    shape = headers[field][0]
+    check_qubit_dims(shape, 1 if field == "states" else 2, f"{path}: field {field!r}")
+    if len(shape) != 2 or shape[0] < 1:
+        raise InputError(f"{path}: field {field!r} must have shape {form}; got shape {shape}")
+    if field == "states" and "weights" in headers and len(headers["weights"][0]) != 1:
+        raise InputError(f"{path}: field 'weights' must have shape (N,) = ({shape[0]},); got {headers['weights'][0]}")
+
+
 def load_states_file(path: str | Path) -> Ensemble:
-    """Read an .npz with `states` (N, 2^n) complex [+ optional `weights` (N,)] or `rho` (2^n, 2^n)."""
+    """Read an .npz with `states` (N, 2^n) complex [+ optional `weights` (N,)] or `rho` (2^n, 2^n).
+
+    The .npz headers are checked (numeric dtype, at most MAX_QUBITS qubits, at most MAX_FILE_BYTES) before any array
+    is loaded; then the values (finite, normalised, Hermitian PSD unit-trace rho, weights a distribution).
+    """
     path = Path(path)
     name = path.name
     if not path.is_file():
-        raise InputError(f"{path}: file not found; expected an .npz with field 'states' (N, 2^n) or 'rho'")
-    fields = load_npz(path, "fields 'states' (N, 2^n) [+ 'weights' (N,)] or 'rho' (2^n, 2^n)")
-    if not isinstance(fields, dict) or ("states" not in fields and "rho" not in fields):
-        raise InputError(f"{path}: neither field 'states' nor field 'rho' present (found {sorted(fields)})")
+        raise InputError(f"{path}: file not found; expected {STATES_FILE_FORM}")
+    _check_states_headers(path, npz_headers(path, str(path), STATES_FILE_FORM, {"states": 1, "rho": 2}))
+    fields = load_npz(path, STATES_FILE_FORM)
     if "states" in fields:
-        states = fields["states"]
-        if states.ndim != 2:
-            raise InputError(f"{path}: field 'states' must have shape (N, 2^n), one ket per row; "
-                             f"got shape {states.shape}")
-        kets, probs = validate_kets(states, fields.get("weights"), source=f"{path}: field 'states'/'weights'")
+        kets, probs = validate_kets(fields["states"], fields.get("weights"), source=f"{path}: field 'states'/'weights'")
         n = int(round(math.log2(kets.shape[1])))
         return Ensemble(name, n, ensemble_rho(kets, probs), kets, probs)
     rho = validate_rho(fields["rho"], source=f"{path}: field 'rho'")

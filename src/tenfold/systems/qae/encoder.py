@@ -63,6 +63,39 @@ def build_problem(cfg: Config) -> tuple[Ensemble, torch.Tensor, ControlSystem]:
     return ens, P, build_control_system(cfg, n)
 
 
+def expected_params_shape(cfg: Config, system: ControlSystem, num_qubits: int) -> tuple[int, ...]:
+    """Shape of the learner's final parameters: (num weights,), (d, d) for the ascent, else (Q, M) controls."""
+    from tenfold.systems.qae.model import CircuitEncoder, UnitaryEncoder
+
+    if cfg.model.encoder in ("unitary", "circuit"):
+        enc = (UnitaryEncoder(num_qubits) if cfg.model.encoder == "unitary"
+               else CircuitEncoder(num_qubits, num_layers=cfg.model.num_layers))
+        return (sum(p.numel() for p in enc.parameters()),)
+    if cfg.train.learner == "unitary_ascent":
+        return (2**num_qubits, 2**num_qubits)
+    return tuple(system.control_shape)
+
+
+def final_params(cfg: Config, ckpt: dict | None, path: Path, system: ControlSystem, num_qubits: int) -> torch.Tensor:
+    """The `params` of a run's final checkpoint (as read by RunDir.load_checkpoint), checked against the config.
+
+    Raises InputError naming the checkpoint when it is not a final one, or `params` is not a finite numeric tensor
+    of the shape the config's encoder and learner produce (a damaged or foreign checkpoint).
+    """
+    if ckpt is None or ckpt.get("kind") != "final":
+        raise InputError(f"{path}: no final checkpoint; run `tenfold train qae` to the end first")
+    p = ckpt.get("params")
+    shape = expected_params_shape(cfg, system, num_qubits)
+    if not isinstance(p, torch.Tensor) or p.dtype == torch.bool or not (p.is_floating_point() or p.is_complex()):
+        raise InputError(f"{path}: field 'params' is {type(p).__name__ if not isinstance(p, torch.Tensor) else p.dtype}"
+                         f"; expected a float tensor of shape {shape} written by `tenfold train qae`")
+    if tuple(p.shape) != shape:
+        raise InputError(f"{path}: field 'params' has shape {tuple(p.shape)}; the config's encoder expects {shape}")
+    if not torch.isfinite(torch.view_as_real(p) if p.is_complex() else p).all():
+        raise InputError(f"{path}: field 'params' contains NaN or inf; expected finite parameters")
+    return p
+
+
 def encoder_unitary(cfg: Config, system: ControlSystem, num_qubits: int, params: Any) -> torch.Tensor:
     """Rebuild the encoder's unitary U (d, d) from a learner's final parameters."""
     from tenfold.systems.qae.model import CircuitEncoder, UnitaryEncoder

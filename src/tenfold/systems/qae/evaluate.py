@@ -8,26 +8,28 @@ input ensemble's rho and its reconstruction, B_k(rho), the gap B_k - F_enc, and 
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tenfold.core.runs import RunDir, atomic_write_text
+from tenfold.core.runs import RunDir, atomic_write_bytes, atomic_write_text
 from tenfold.systems.qae.config import Config
-from tenfold.systems.qae.encoder import build_problem, encoder_metrics, encoder_unitary
+from tenfold.systems.qae.encoder import build_problem, encoder_metrics, encoder_unitary, final_params
 
 
 def evaluate(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """Rebuild the problem from config.json, load the final checkpoint, report the metrics."""
     run = RunDir(run_dir)
-    ckpt = run.load_checkpoint()
-    if ckpt is None or ckpt.get("kind") != "final":
-        raise FileNotFoundError(f"{run.checkpoint_path}: no final checkpoint; run `tenfold train` to the end first")
+    ckpt = run.load_checkpoint()  # weights_only: a damaged or crafted file is an InputError, never unpickled
     ens, P, system = build_problem(cfg)
-    U = encoder_unitary(cfg, system, ens.num_qubits, ckpt["params"])
+    params = final_params(cfg, ckpt, run.checkpoint_path, system, ens.num_qubits)
+    U = encoder_unitary(cfg, system, ens.num_qubits, params)
     metrics = encoder_metrics(cfg, ens, P, U)
-    np.save(Path(run_dir) / "unitary.npy", U.numpy())
+    buf = io.BytesIO()
+    np.save(buf, U.numpy())
+    atomic_write_bytes(Path(run_dir) / "unitary.npy", buf.getvalue())  # predict reads it: never half-written
     atomic_write_text(Path(run_dir) / "eval.json", json.dumps(metrics, indent=2) + "\n")
     return metrics

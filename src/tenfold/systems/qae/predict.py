@@ -4,8 +4,9 @@ Paper: Ma et al., "On compression rate of quantum autoencoders: control design, 
 realization", Automatica 147 (2023) 110659, arXiv 2005.11149.
 
 Steps:
- 1. read the run: config.json and the learned encoder's unitary U (d, d) (unitary.npy, written by train; else the
-    final checkpoint's parameters through encoder.encoder_unitary);
+ 1. read the run: config.json, the final checkpoint (always, weights_only: a damaged run is refused) and the learned
+    encoder's unitary U (d, d) (unitary.npy, written by train, header checked before loading; else the final
+    checkpoint's parameters through encoder.encoder_unitary);
  2. read the user's kets or density matrix with the states-file reader of data.py (the same .npz formats as
     `data.states_file`: `states` (N, 2^n) [+ `weights` (N,)], or `rho` (2^n, 2^n));
  3. per state: F_enc,i = Tr[P U |psi_i><psi_i| U^dagger] (the trained "compression rate"), and F_dec,i for kets
@@ -28,39 +29,65 @@ from tenfold.core.errors import InputError
 from tenfold.core.runs import RunDir, atomic_write_bytes
 from tenfold.systems.qae.bound import compression_bound
 from tenfold.systems.qae.config import Config
-from tenfold.systems.qae.data import Ensemble, load_states_file
-from tenfold.systems.qae.encoder import build_control_system, encoder_unitary, load_ensemble
+from tenfold.systems.qae.data import Ensemble, check_latent, load_states_file, npy_header
+from tenfold.systems.qae.encoder import build_control_system, encoder_unitary, final_params, load_ensemble
 from tenfold.systems.qae.loss import decoding_fidelity, encoding_fidelity, trash_projector
 
 OUTPUT_SUFFIXES = (".npz", ".json")
 UNITARY_TOL = 1e-8
 
 
+UNITARY_FORM = "a (2^n, 2^n) complex unitary .npy written by `tenfold train qae`"
+
+
+def _check_unitary(U: torch.Tensor, label: str) -> torch.Tensor:
+    """U (d, d) must be finite and unitary within UNITARY_TOL."""
+    d = U.shape[0]
+    if not torch.isfinite(torch.view_as_real(U)).all():
+        raise InputError(f"{label}: contains NaN or inf; expected {UNITARY_FORM}")
+    err = float((U @ U.mH - torch.eye(d, dtype=U.dtype)).abs().max())
+    if not err <= UNITARY_TOL:
+        raise InputError(f"{label}: not unitary (max |U U^dagger - I| = {err:.3g} > {UNITARY_TOL:g})")
+    return U
+
+
+def read_unitary(path: Path) -> torch.Tensor:
+    """unitary.npy -> U (d, d) complex128; the header (numeric dtype, square 2^n <= 2^MAX_QUBITS) is checked first."""
+    label = str(path)
+    shape, _ = npy_header(path, label, UNITARY_FORM, dims=2)
+    d = shape[0] if len(shape) == 2 else 0
+    if len(shape) != 2 or shape[1] != d or d < 2 or 2 ** int(round(math.log2(d))) != d:
+        raise InputError(f"{label}: expected a (2^n, 2^n) unitary, got shape {shape}")
+    try:
+        a = np.load(path, allow_pickle=False)
+    except Exception as err:  # truncated data, bad header: np.load raises several types
+        raise InputError(f"{label}: not a readable .npy array ({type(err).__name__}); "
+                         f"expected {UNITARY_FORM}") from None
+    return _check_unitary(torch.as_tensor(a.astype(np.complex128)), label)
+
+
 def load_run(run_dir: Path) -> tuple[Config, torch.Tensor]:
-    """(config, U (d, d) complex128) of a finished `tenfold train qae` run."""
+    """(config, U (d, d) complex128) of a finished `tenfold train qae` run.
+
+    The final checkpoint is always read (weights_only: a truncated or crafted file is refused, never unpickled),
+    even when U comes from unitary.npy: a run whose checkpoint is damaged is not trusted.
+    """
     run = RunDir(run_dir)
     if not run.config_path.is_file():
         raise InputError(f"{run.config_path}: not found; --run must be a directory written by `tenfold train qae`")
     cfg = run.read_config(Config)
+    ckpt = run.load_checkpoint()
+    if ckpt is None or ckpt.get("kind") != "final":
+        raise InputError(f"{run.checkpoint_path}: no final checkpoint; run `tenfold train qae` to the end first")
     path = Path(run_dir) / "unitary.npy"
     if path.is_file():
-        try:
-            U = torch.as_tensor(np.load(path, allow_pickle=False)).to(torch.complex128)
-        except (OSError, ValueError) as err:
-            raise InputError(f"{path}: not a readable .npy array ({err})") from None
+        U = read_unitary(path)
     else:  # runs written before train saved unitary.npy: rebuild U from the final parameters
-        ckpt = run.load_checkpoint()
-        if ckpt is None or ckpt.get("kind") != "final":
-            raise InputError(f"{run_dir}: no trained encoder (neither unitary.npy nor a final checkpoint); "
-                             "run `tenfold train qae` to the end first")
         n = load_ensemble(cfg).num_qubits  # the run's own ensemble fixes n
-        U = encoder_unitary(cfg, build_control_system(cfg, n), n, ckpt["params"])
-    d = U.shape[-1]
-    if U.ndim != 2 or U.shape[0] != d or 2 ** int(round(math.log2(max(d, 1)))) != d or d < 2:
-        raise InputError(f"{path}: expected a (2^n, 2^n) unitary, got shape {tuple(U.shape)}")
-    err = float((U @ U.mH - torch.eye(d, dtype=U.dtype)).abs().max()) if torch.isfinite(U.real).all() else math.inf
-    if not err <= UNITARY_TOL:
-        raise InputError(f"{path}: not unitary (max |U U^dagger - I| = {err:.3g} > {UNITARY_TOL:g})")
+        system = build_control_system(cfg, n)
+        params = final_params(cfg, ckpt, run.checkpoint_path, system, n)
+        U = _check_unitary(encoder_unitary(cfg, system, n, params), str(run.checkpoint_path))
+    check_latent(int(round(math.log2(U.shape[0]))), cfg.model.num_latent_qubits)
     return cfg, U
 
 

@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from tenfold.core.errors import InputError
 from tenfold.core.runs import RunDir, atomic_write_bytes
 from tenfold.core.runtime import progress_bar, seed_everything, select_device, torch_threads
 from tenfold.systems.qae import learning
 from tenfold.systems.qae.config import GRADIENT_LEARNERS, Config
 from tenfold.systems.qae.control import ControlSystem, controllability
 from tenfold.systems.qae.data import Ensemble
-from tenfold.systems.qae.encoder import build_problem, encoder_metrics, encoder_unitary
+from tenfold.systems.qae.encoder import build_problem, encoder_metrics, encoder_unitary, final_params
 
 log = logging.getLogger("tenfold.qae")
 
@@ -123,6 +124,65 @@ def check_controllability(cfg: Config, system: ControlSystem) -> dict[str, Any]:
     return report
 
 
+def _curve(ckpt: dict, key: str, path: Path, length: int | None = None) -> None:
+    x = ckpt.get(key)
+    if not isinstance(x, torch.Tensor) or x.ndim != 1 or (length is not None and x.shape[0] != length):
+        raise InputError(f"{path}: field {key!r} must be a 1-D tensor{'' if length is None else f' of length {length}'}"
+                         f", got {type(x).__name__ if not isinstance(x, torch.Tensor) else tuple(x.shape)}")
+
+
+def _check_optimizer_state(cfg: Config, state: Any, path: Path, shape: tuple[int, int]) -> None:
+    """The optimizer state must load into the learner's optimizer, its tensors finite and of the controls' shape."""
+    where = f"{path}: field 'optimizer'"
+    opt = learning._make_optimizer(cfg.train.learner.removeprefix("grape_"),
+                                   [torch.zeros(shape, dtype=torch.float64, requires_grad=True)], cfg.train.lr)
+    try:
+        opt.load_state_dict(state)
+    except Exception as err:  # not a dict, missing keys, wrong parameter groups: load_state_dict raises several types
+        raise InputError(f"{where} is not a {cfg.train.learner} optimizer state ({type(err).__name__})") from None
+    size = shape[0] * shape[1]
+
+    def check(key: str, value: Any) -> None:  # Adam: exp_avg (Q, M), step (); L-BFGS: flat (Q*M,) tensors, lists
+        if isinstance(value, (list, tuple)):
+            for v in value:
+                check(key, v)
+        elif isinstance(value, torch.Tensor):
+            finite = not value.is_floating_point() or bool(torch.isfinite(value).all())
+            if (value.ndim > 0 and value.numel() != size) or not finite:
+                raise InputError(f"{where}: entry {key!r} must be finite tensors of {size} = Q x M elements or "
+                                 f"scalars, got shape {tuple(value.shape)}")
+        elif not isinstance(value, (int, float, type(None))):
+            raise InputError(f"{where}: entry {key!r} holds a {type(value).__name__}; expected tensors or numbers")
+
+    for per_param in state["state"].values():
+        for key, value in (per_param.items() if isinstance(per_param, dict) else [("state", per_param)]):
+            check(str(key), value)
+
+
+def check_checkpoint(cfg: Config, ckpt: dict | None, path: Path, system: ControlSystem, num_qubits: int) -> None:
+    """A checkpoint to resume from (kind 'grape') or re-derive the summary of (kind 'final') must fit the config:
+    a damaged or foreign file is refused (InputError naming it) before anything is written."""
+    if ckpt is None:
+        return
+    if ckpt.get("kind") == "final":
+        final_params(cfg, ckpt, path, system, num_qubits)
+        _curve(ckpt, "evaluations", path)
+        _curve(ckpt, "history", path, ckpt["evaluations"].shape[0])
+        return
+    if ckpt.get("kind") != "grape" or cfg.train.learner not in GRADIENT_LEARNERS:
+        raise InputError(f"{path}: a checkpoint of kind {ckpt.get('kind')!r} cannot be resumed by learner "
+                         f"{cfg.train.learner!r}; use a new --out directory")
+    it, u = ckpt.get("iter"), ckpt.get("u")
+    if not isinstance(it, int) or isinstance(it, bool) or not 0 <= it <= cfg.train.iters:
+        raise InputError(f"{path}: field 'iter' must be an integer in [0, {cfg.train.iters}], got {it!r}")
+    if (not isinstance(u, torch.Tensor) or not u.is_floating_point() or tuple(u.shape) != system.control_shape
+            or not torch.isfinite(u).all()):
+        raise InputError(f"{path}: field 'u' must be finite controls of shape {system.control_shape}")
+    _check_optimizer_state(cfg, ckpt.get("optimizer"), path, system.control_shape)
+    _curve(ckpt, "evaluations", path)
+    _curve(ckpt, "history", path, ckpt["evaluations"].shape[0])
+
+
 def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """Train one encoder; write config.json, metrics.jsonl, checkpoints, unitary.npy and summary.json."""
     t0 = time.perf_counter()
@@ -133,9 +193,10 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
     ens, P, system = build_problem(cfg)  # input errors surface here, before anything is written
     control = check_controllability(cfg, system)
     run = RunDir(run_dir)
+    ckpt = run.load_checkpoint()  # before the first write: a damaged checkpoint leaves the directory unchanged
+    check_checkpoint(cfg, ckpt, run.checkpoint_path, system, ens.num_qubits)
     run.write_config(cfg)
     generator = seed_everything(cfg.seed)
-    ckpt = run.load_checkpoint()
     fresh = ckpt is None or ckpt.get("kind") != "final"
     if fresh:
         with torch_threads(1):  # 4x4..32x32 matrices: threading only adds overhead
