@@ -74,3 +74,26 @@ def test_oracle_f1_and_image_level_rates():
     # a threshold just below logit -1 predicts the 2 fg pixels and the logit-2 pixel: F1 = 4 / (4 + 1) = 0.8
     assert m["oracle_f1"] == pytest.approx(0.8) and m["f1_gap"] == pytest.approx(0.8)
     assert prf(0, 0, 0) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "iou": 0.0}
+    # F1 = 0.8 on the plateau of grid logits in (-8, -1]; ties go to the highest threshold: the largest grid
+    # logit <= -1 (grid step 0.05; one step higher misses both fg pixels)
+    from tenfold.systems.harmonize.scoring import SWEEP_LOGITS
+
+    best = float(SWEEP_LOGITS[SWEEP_LOGITS <= -1.0].max())
+    assert -1.0 - 0.05 - 1e-5 < best <= -1.0  # float32 grid: -1.0 itself may sit a hair above -1
+    assert m["oracle_threshold"] == pytest.approx(float(torch.sigmoid(torch.tensor(best))), abs=1e-7)
+
+
+def test_threshold_sweep_counts_a_pixel_only_at_thresholds_it_reaches():
+    from tenfold.systems.harmonize.scoring import SWEEP_LOGITS, threshold_sweep
+
+    z = torch.tensor([0.01, -0.01, -20.0, 20.0]).view(1, 1, 2, 2)
+    g = torch.tensor([1.0, 1.0, 1.0, 0.0]).view(1, 1, 2, 2)
+    s = threshold_sweep(z, g)
+    at = {round(float(v), 4): j for j, v in enumerate(SWEEP_LOGITS)}
+    # threshold 0.0: only z = 0.01 (fg) and z = 20 (bg) reach it; threshold 0.05: only z = 20
+    assert float(s["tp"][at[0.0]]) == 1 and float(s["fp"][at[0.0]]) == 1
+    assert float(s["tp"][at[0.05]]) == 0 and float(s["fp"][at[0.05]]) == 1
+    # threshold -0.05: 0.01 and -0.01; the lowest grid value -16: still not z = -20 (below the grid)
+    assert float(s["tp"][at[-0.05]]) == 2 and float(s["tp"][0]) == 2 and float(s["fn"][0]) == 1
+    # the top of the grid (16): z = 20 is above it and counts
+    assert float(s["fp"][-1]) == 1

@@ -83,6 +83,19 @@ def test_unified_focal_hand_value():
     assert_close(L.unified_focal(z, g, 0.5, 0.6, 0.5, smooth=0.0), t(0.75653), atol=1e-4, rtol=0)
 
 
+def test_unified_focal_tells_fn_from_fp():
+    """p = 0.8 on the fg pixel, 0.4 on the bg pixel: TP 0.8, FN 0.2, FP 0.4, TN 0.6 (FN != FP, unlike p = 0.5).
+
+    L_mF = -(1/2)[0.6 ln 0.8 + 0.4 * 0.4^0.5 ln 0.6] = 0.131558
+    mTI_fg = 0.8 / (0.8 + 0.6 * 0.2 + 0.4 * 0.4) = 0.740741;  mTI_bg = 0.6 / (0.6 + 0.6 * 0.4 + 0.4 * 0.2) = 0.652174
+    L_mFT = (1 - 0.652174) + (1 - 0.740741)^0.5 = 0.857001;  L = 0.5 * 0.131558 + 0.5 * 0.857001 = 0.494280
+    (FN and FP swapped in mTI_fg would give mTI_fg = 0.8 / 1.12 and L = 0.50669.)
+    """
+    z = torch.tensor([math.log(4.0), math.log(0.4 / 0.6)]).view(1, 1, 1, 2)
+    g = torch.tensor([1.0, 0.0]).view(1, 1, 1, 2)
+    assert_close(L.unified_focal(z, g, 0.5, 0.6, 0.5, smooth=0.0), t(0.494280), atol=1e-5, rtol=0)
+
+
 def test_invariants():
     gen = torch.Generator().manual_seed(2)
     z = torch.randn(2, 1, 6, 6, generator=gen)

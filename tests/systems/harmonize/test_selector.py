@@ -57,7 +57,15 @@ def test_online_variant_converges_and_freezes():
     # b_{e+1} = b_e + 0.1 (0.62 - b_e): error 0.12 * 0.9^e -> 0.12 * 0.9^79 = 3e-5 at the freeze epoch 80
     assert ctrl.freeze_epoch == 80
     assert bs[80] == pytest.approx(0.62, abs=1e-4)
-    assert len(set(bs[80:])) == 1  # frozen for the last 20 % of the epochs
+    assert len(set(bs[80:])) == 1  # frozen for the last 20 % of the epochs ...
+    assert bs[79] != bs[80]  # ... and not one epoch earlier: epoch 79's OI still sets the b of epoch 80
+    short = OnlineImbalanceController(num_epochs=10, step_size=0.1, freeze_fraction=0.2)
+    b10 = []
+    for epoch in range(10):
+        b10.append(short.b)
+        short.update(epoch, mock_oi(short.b))
+    assert short.freeze_epoch == 8
+    assert len(set(b10[:9])) == 9 and b10[8] == b10[9]  # b moves through epoch 8, then holds for 8 and 9
     smoothed = OnlineImbalanceController(num_epochs=200, momentum=0.8)
     for epoch in range(200):
         smoothed.update(epoch, mock_oi(smoothed.b))

@@ -35,16 +35,15 @@ def prf(tp: float, fp: float, fn: float) -> dict[str, float]:
 
 def threshold_sweep(logits: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
     """Hard counts at every threshold of `SWEEP_LOGITS` with one histogram per class: O(N + bins)."""
-    z = logits.flatten().clamp(SWEEP_LOGITS[0], SWEEP_LOGITS[-1])
+    z = logits.flatten()
     g = masks.flatten() > 0.5
-    # bucket j holds SWEEP[j-1] < z <= SWEEP[j]; a pixel is predicted at threshold SWEEP[j] when z >= SWEEP[j].
-    idx = torch.bucketize(z, SWEEP_LOGITS, right=False)  # (N,) in [0, bins-1]
+    # idx = number of grid values <= z, in [0, bins]: a pixel is predicted at threshold SWEEP[j] iff idx >= j + 1.
+    idx = torch.bucketize(z, SWEEP_LOGITS, right=True)  # (N,)
     bins = len(SWEEP_LOGITS)
-    fg_hist = torch.bincount(idx[g], minlength=bins).double()
-    bg_hist = torch.bincount(idx[~g], minlength=bins).double()
-    # pixels with z >= SWEEP[j]: bucket index >= j for z > SWEEP[j-1]... plus exact equality handled by bucketize
-    tp = fg_hist.flip(0).cumsum(0).flip(0)  # (bins,) predicted fg among true fg at threshold j
-    fp = bg_hist.flip(0).cumsum(0).flip(0)
+    fg_hist = torch.bincount(idx[g], minlength=bins + 1).double()  # (bins + 1,)
+    bg_hist = torch.bincount(idx[~g], minlength=bins + 1).double()
+    tp = fg_hist.flip(0).cumsum(0).flip(0)[1:]  # (bins,) true fg with z >= SWEEP[j]
+    fp = bg_hist.flip(0).cumsum(0).flip(0)[1:]
     fn = float(g.sum()) - tp
     return {"logit_threshold": SWEEP_LOGITS.clone(), "tp": tp, "fp": fp, "fn": fn}
 
@@ -61,7 +60,8 @@ def segmentation_metrics(logits: torch.Tensor, masks: torch.Tensor, threshold: f
     sweep = threshold_sweep(logits, masks)
     denom = 2 * sweep["tp"] + sweep["fp"] + sweep["fn"]
     f1 = torch.where(denom > 0, 2 * sweep["tp"] / denom.clamp_min(1), torch.zeros_like(denom))
-    j = int(torch.argmax(f1))
+    # Design choice: ties go to the highest threshold (the most conservative operating point on a plateau).
+    j = int(torch.nonzero(f1 == f1.max()).max())
     out["oracle_f1"] = max(float(f1[j]), out["f1"])  # the sweep grid may miss t = 0.5 itself
     out["oracle_threshold"] = float(torch.sigmoid(sweep["logit_threshold"][j]))
     out["f1_gap"] = out["oracle_f1"] - out["f1"]

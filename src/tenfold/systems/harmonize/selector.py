@@ -126,7 +126,7 @@ class OnlineImbalanceController:
         self.smoothed = oi if self.smoothed is None or self.momentum == 0 else (
             self.momentum * self.smoothed + (1 - self.momentum) * oi)
         self.history.append((int(epoch), float(self.b), float(oi)))
-        if epoch + 1 < self.freeze_epoch:
+        if epoch + 1 <= self.freeze_epoch:  # the b of the freeze epoch still follows the OI; later ones keep it
             self.b = min(self.hi, max(self.lo, self.b + self.step_size * self.smoothed))
         return self.b
 
