@@ -27,7 +27,7 @@ from typing import Callable
 
 from tenfold.core.claims import format_table
 from tenfold.core.config import PROFILE_NAMES, load_config, make_config, parse_set_args, to_dict
-from tenfold.core.errors import InputError
+from tenfold.core.errors import InputError, RunFailed
 from tenfold.core.registry import SystemSpec
 from tenfold.core.reproduction import DEFAULT_NUM_SEEDS, DEFAULT_SEED_BASE
 from tenfold.core.runtime import LOGGER_NAME, select_device
@@ -266,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RunFailed as err:
+        print(f"failed: {err}", file=sys.stderr)
+        return 1
     except Exception:
         traceback.print_exc()
         return 1

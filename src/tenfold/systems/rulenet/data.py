@@ -165,19 +165,72 @@ def make_machining(n: int, seed: int, M: int = 16, shift: str = "iid", rpm_resid
 
 # ------------------------------------------------------------------------------------------ real data
 
+# Limit of one observation / item table file (refused before pandas reads it; README "Bad input").
+MAX_TABLE_BYTES = 2_000_000_000
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _read_table(path: Path, what: str):
+    """One CSV (UTF-8, a BOM allowed) or Parquet table with at least one data row, else InputError naming it."""
     import pandas as pd
 
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{what} file {path}: not found")
+    if not path.is_file():
+        raise InputError(f"{what} file {path}: not found (or not a file); expected a CSV or Parquet table")
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    form = "a Parquet table" if parquet else "a UTF-8 CSV table with a header row"
+    size = path.stat().st_size
+    if size > MAX_TABLE_BYTES:
+        raise InputError(f"{what} file {path}: {size} bytes is over the limit of {MAX_TABLE_BYTES} bytes "
+                         f"(data.MAX_TABLE_BYTES); expected a smaller table")
+    if size == 0:
+        raise InputError(f"{what} file {path}: empty; expected {form}")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
-    except Exception as err:  # pandas raises many types for malformed files
-        raise InputError(f"{what} file {path}: cannot be read as {'Parquet' if 'parq' in path.suffix else 'CSV'} "
-                         f"({type(err).__name__}: {err})") from None
+        df = pd.read_parquet(path) if parquet else pd.read_csv(path, encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{what} file {path}: byte {err.start} is not valid UTF-8; expected {form}") from None
+    except Exception as err:  # pandas / pyarrow raise many types for malformed files
+        raise InputError(f"{what} file {path}: cannot be read ({type(err).__name__}: {err}); expected {form}") \
+            from None
+    if len(df) == 0:
+        raise InputError(f"{what} file {path}: no data rows (header only?); expected {form} and at least one data row")
+    return df
+
+
+def _check_numeric(df, cols: list[str], name: str) -> None:
+    """Channel and quality columns: numeric (not complex), every value finite and within the float32 range."""
+    import pandas as pd
+
+    for c in cols:
+        col = df[c]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_complex_dtype(col):
+            raise InputError(f"{name}: column {c!r} must be numeric, got dtype {col.dtype} (a non-numeric value "
+                             f"such as {_first_non_numeric(col)!r}); expected finite numbers")
+        values = col.to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values) | (np.abs(values) > FLOAT32_MAX)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{name}: column {c!r} has the value {float(values[row])!r} at data row {row + 1} "
+                             f"(NaN, inf or beyond the float32 range); expected finite numbers, fill or drop it")
+
+
+def _first_non_numeric(col):
+    import pandas as pd
+
+    num = pd.to_numeric(col, errors="coerce")
+    bad = num.isna() & col.notna()
+    return _plain(col[bad].iloc[0] if bad.any() else col.iloc[0])
+
+
+def _plain(x):
+    """A numpy scalar as the Python value (messages print 0, not np.int64(0))."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _check_ids(df, name: str) -> None:
+    if df["item_id"].isna().any():
+        row = int(np.flatnonzero(df["item_id"].isna().to_numpy())[0])
+        raise InputError(f"{name}: column 'item_id' is empty at data row {row + 1}; expected an id on every row")
 
 
 def load_tables(obs_path: Path, items_path: Path, label_column: str = "label",
@@ -205,19 +258,21 @@ def frames_to_items(obs_df, items_df, label_column: str = "label", quality_prefi
         if col not in items_df.columns:
             raise InputError(f"{items_name}: missing column {col!r} (expected item_id, static attributes, "
                              f"{label_column})")
+    if len(obs_df) == 0 or len(items_df) == 0:
+        raise InputError(f"{obs_name if len(obs_df) == 0 else items_name}: no data rows; expected at least one row")
     value_cols = [c for c in obs_df.columns if c not in ("item_id", order_col)]
     if not value_cols:
         raise InputError(f"{obs_name}: no channel columns besides item_id and {order_col}")
-    for c in value_cols:
-        if not pd.api.types.is_numeric_dtype(obs_df[c]):
-            raise InputError(f"{obs_name}: column {c!r} must be numeric, got dtype {obs_df[c].dtype}")
-        if obs_df[c].isna().any():
-            row = int(np.flatnonzero(obs_df[c].isna().to_numpy())[0])
-            raise InputError(f"{obs_name}: column {c!r} has NaN (first at row {row}); fill or drop it")
+    _check_numeric(obs_df, value_cols, obs_name)
+    _check_ids(obs_df, obs_name)
+    _check_ids(items_df, items_name)
+    if obs_df[order_col].isna().any():
+        raise InputError(f"{obs_name}: column {order_col!r} has missing values; expected one per observation")
     if items_df["item_id"].duplicated().any():
-        raise InputError(f"{items_name}: duplicate item_id {items_df['item_id'][items_df['item_id'].duplicated()].iloc[0]!r}")
+        dup = _plain(items_df["item_id"][items_df["item_id"].duplicated()].iloc[0])
+        raise InputError(f"{items_name}: column 'item_id' has the duplicate value {dup!r}; expected one row per item")
     if items_df[label_column].isna().any():
-        raise InputError(f"{items_name}: column {label_column!r} has missing labels")
+        raise InputError(f"{items_name}: column {label_column!r} has missing labels; expected a label on every row")
     missing = set(items_df["item_id"]) - set(obs_df["item_id"])
     if missing:
         raise InputError(f"{items_name}: {len(missing)} item(s) without observations, e.g. item_id "
@@ -225,9 +280,13 @@ def frames_to_items(obs_df, items_df, label_column: str = "label", quality_prefi
     unknown = set(obs_df["item_id"]) - set(items_df["item_id"])
     if unknown:
         raise InputError(f"{obs_name}: item_id {sorted(unknown, key=str)[0]!r} is not in the item table")
-    quality_cols = [c for c in value_cols if c.startswith(quality_prefix)]
+    quality_cols = [c for c in value_cols if str(c).startswith(quality_prefix)]
     channels = tuple(c for c in value_cols if c not in quality_cols)
-    obs_df = obs_df.sort_values(["item_id", order_col], kind="stable")
+    try:
+        obs_df = obs_df.sort_values(["item_id", order_col], kind="stable")
+    except TypeError:  # mixed types in one column (e.g. numbers and text)
+        raise InputError(f"{obs_name}: columns 'item_id' / {order_col!r} mix types that cannot be ordered; expected "
+                         f"one type per column") from None
     ids = items_df["item_id"].to_numpy()
     groups = obs_df.groupby("item_id", sort=False)
     counts = groups.size().reindex(ids).to_numpy()
@@ -245,7 +304,8 @@ def frames_to_items(obs_df, items_df, label_column: str = "label", quality_prefi
     classes = classes or tuple(sorted(set(raw_labels)))
     bad = set(raw_labels) - set(classes)
     if bad:
-        raise InputError(f"{items_name}: column {label_column!r} has labels {sorted(bad)} not among {list(classes)}")
+        raise InputError(f"{items_name}: column {label_column!r} has labels {sorted(bad)}; expected one of "
+                         f"{list(classes)}")
     labels = np.array([classes.index(x) for x in raw_labels])
     static = {c: items_df[c].astype(str).to_numpy() for c in items_df.columns if c not in ("item_id", label_column)}
     return ItemData(torch.as_tensor(obs), torch.as_tensor(mask), torch.as_tensor(quality), static,

@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from tenfold.core.errors import InputError
 from tenfold.core.runs import RunDir, atomic_write_text
 from tenfold.systems.rulenet.config import Config
-from tenfold.systems.rulenet.pipeline import prepare, prepare_run, run_metrics, shifted_sets, split_metrics
+from tenfold.systems.rulenet.pipeline import (load_model_state, prepare, prepare_run, run_metrics, shifted_sets,
+                                              split_metrics)
 
 
 def churn(pred_a: np.ndarray, pred_b: np.ndarray) -> float:
@@ -40,11 +42,15 @@ def evaluate(cfg: Config, run_dir: Path) -> dict[str, Any]:
     data, F1 on each shifted test set)."""
     run = RunDir(run_dir)
     ckpt = run.load_checkpoint()
-    if ckpt is None or ckpt.get("kind") != "final":
-        raise FileNotFoundError(f"{run.checkpoint_path}: no final checkpoint; run `tenfold train` to the end first")
+    if ckpt is None:
+        raise InputError(f"{run.checkpoint_path}: not found; expected the final checkpoint of a run trained to the end "
+                         f"by `tenfold train`")
+    if ckpt.get("kind") != "final":
+        raise InputError(f"{run.checkpoint_path}: no final checkpoint (field 'kind' is not 'final'); expected a run "
+                         f"trained to the end by `tenfold train`")
     ctx = prepare_run(cfg)
     model = ctx["model"]
-    model.load_state_dict(ckpt["model"])
+    load_model_state(model, ckpt.get("model"), run.checkpoint_path)
     metrics = run_metrics(cfg, ctx, model)
     if cfg.data.observations is None:
         for name, data in shifted_sets(cfg).items():

@@ -24,7 +24,7 @@ from tenfold.systems.rulenet.config import Config
 from tenfold.systems.rulenet.export import export_rules, learned_ruleset, raw_features
 from tenfold.systems.rulenet.graph import build_observation_graph, knn_rows_graph, row_normalise
 from tenfold.systems.rulenet.model import RuleNet, feature_stats, mean_pool, median_pool
-from tenfold.systems.rulenet.rules import RuleSet, compute_features, parse_rules, predict_hard
+from tenfold.systems.rulenet.rules import RuleSet, compute_features, parse_rules, predict_hard, read_rules
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -43,10 +43,7 @@ class Prepared:
 
 def load_rules(cfg: Config) -> RuleSet:
     if cfg.data.rules:
-        path = Path(cfg.data.rules)
-        if not path.exists():
-            raise InputError(f"rules file {path}: not found")
-        return parse_rules(path.read_text(), source=str(path))
+        return read_rules(cfg.data.rules)
     # Design choice: "noisy_spurious" adds the spec's optional spurious atom `& torque > 30` to the HDF rule
     # (exercises learned gates).
     text = {"noisy": D.NOISY_EXPERT_RULES, "true": D.TRUE_RULES,
@@ -71,7 +68,8 @@ def load_splits(cfg: Config) -> tuple[RuleSet, dict[str, D.ItemData]]:
         items = D.load_tables(Path(dc.observations), Path(dc.items), dc.label_column)
         bad = set(items.classes) - set(allowed)
         if bad:
-            raise InputError(f"{dc.items}: labels {sorted(bad)} are not classes of the rules ({list(allowed)})")
+            raise InputError(f"{dc.items}: column {dc.label_column!r} has labels {sorted(bad)} that are not classes "
+                             f"of the rules {dc.rules}; expected one of {list(allowed)}")
         remap = torch.tensor([allowed.index(c) for c in items.classes])
         items.labels, items.classes = remap[items.labels], allowed
         n = len(items)
@@ -89,7 +87,26 @@ def load_splits(cfg: Config) -> tuple[RuleSet, dict[str, D.ItemData]]:
     first = splits["train"]
     categorical = {k: set(v.tolist()) for k, v in first.static.items()}
     rs.validate(set(first.channels), categorical, source=cfg.data.rules or "rules")
+    for name, split in splits.items():
+        check_features(rs, split, cfg.data.rules or "rules", f"{dc.observations or 'the generated data'} ({name})")
     return rs, splits
+
+
+def check_features(rs: RuleSet, data: D.ItemData, rules_name: str, data_name: str) -> None:
+    """Every derived feature g must be finite on every valid observation and on each item's mean observation
+    (a define such as `torque / rpm` with rpm = 0 is refused here, before anything is written)."""
+    x = data.obs[data.mask].double().numpy()  # (n_obs, d) valid observations, original units
+    mean = (data.obs.double() * data.mask[..., None]).sum(1) / data.mask.sum(1, keepdim=True).clamp_min(1)  # (N, d)
+    for rows, what in ((x, "observation"), (mean.numpy(), "item mean of")):
+        with np.errstate(all="ignore"):
+            env = compute_features(rs, {c: rows[:, i] for i, c in enumerate(data.channels)})
+        for name, _ in rs.derived:
+            v = np.broadcast_to(np.asarray(env[name], dtype=np.float64), (len(rows),))
+            bad = ~np.isfinite(v)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise InputError(f"{rules_name}: define {name!r} is {float(v[row])} on {what} row {row + 1} of {data_name}; "
+                                 f"expected a formula that stays finite on the data (no division by zero, no overflow)")
 
 
 def shifted_sets(cfg: Config) -> dict[str, D.ItemData]:
@@ -166,6 +183,21 @@ def prepare_run(cfg: Config) -> dict[str, Any]:
     torch.manual_seed(init_seed(cfg))
     model = build_model(cfg, rs, prepared["train"], chan_mean, chan_std)
     return {"ruleset": rs, "prepared": prepared, "model": model, "chan": (chan_mean, chan_std)}
+
+
+def load_model_state(model: RuleNet, state: Any, path: Path) -> None:
+    """Load a checkpoint's model weights; a missing, mismatched or non-finite state is an InputError naming `path`."""
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise InputError(f"{path}: field 'model' missing or not a dict of tensors; expected a rulenet checkpoint")
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise InputError(f"{path}: model weight {bad[0]!r} holds NaN / inf (a diverged run); expected finite "
+                         f"weights: train again into a new --out directory")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise InputError(f"{path}: field 'model' does not fit the model of config.json "
+                         f"({' '.join(str(err).split())[:300]}); expected a checkpoint of this run") from None
 
 
 def init_seed(cfg: Config) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -45,9 +46,14 @@ class Expr:
     args: tuple["Expr", ...] = ()
 
     def names(self) -> set[str]:
-        if self.kind == "name":
-            return {str(self.value)}
-        return set().union(*(a.names() for a in self.args)) if self.args else set()
+        """Feature names the expression reads (an explicit stack: linear, no recursion)."""
+        out, stack = set(), [self]
+        while stack:
+            e = stack.pop()
+            if e.kind == "name":
+                out.add(str(e.value))
+            stack.extend(e.args)
+        return out
 
     def evaluate(self, env: Mapping[str, Any]) -> Any:
         """Evaluate on numpy arrays or torch tensors (same operators); `env` maps names to columns."""
@@ -67,12 +73,19 @@ class Expr:
         if self.kind == "name":
             return str(self.value)
         if self.kind == "neg":
-            return f"-{_paren(self.args[0])}"
-        return f"{_paren(self.args[0])} {self.kind} {_paren(self.args[1])}"
+            return f"-{_paren(self.args[0], _PREC['neg'])}"
+        # Design choice: parentheses only where the tree needs them (a left-nested chain a + b + c prints flat), so
+        # printed text never nests deeper than the text it was parsed from (MAX_NESTING holds on re-parse).
+        prec = _PREC[self.kind]
+        return f"{_paren(self.args[0], prec)} {self.kind} {_paren(self.args[1], prec + 1)}"
 
 
-def _paren(e: Expr) -> str:
-    return e.text() if e.kind in ("num", "name") else f"({e.text()})"
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "neg": 3, "num": 4, "name": 4}
+
+
+def _paren(e: Expr, min_prec: int) -> str:
+    """Text of an operand that must bind at least as tightly as `min_prec` (else parenthesised)."""
+    return e.text() if _PREC[e.kind] >= min_prec else f"({e.text()})"
 
 
 def _num(x: float) -> str:
@@ -126,10 +139,7 @@ class RuleSet:
     @property
     def classes(self) -> list[str]:
         """Rule classes in order of first appearance, then the default class last."""
-        out: list[str] = []
-        for r in self.rules:
-            if r.label not in out:
-                out.append(r.label)
+        out = list(dict.fromkeys(r.label for r in self.rules))  # ordered set: linear in the number of rules
         return out + ([self.default] if self.default not in out else [])
 
     @property
@@ -140,11 +150,7 @@ class RuleSet:
     @property
     def numeric_features(self) -> list[str]:
         """Numeric features the atoms test (raw or derived), in first-use order: the F columns."""
-        out: list[str] = []
-        for _, a in self.atoms:
-            if a.kind != "cat" and a.feature not in out:
-                out.append(a.feature)
-        return out
+        return list(dict.fromkeys(a.feature for _, a in self.atoms if a.kind != "cat"))
 
     @property
     def categorical_features(self) -> list[str]:
@@ -191,32 +197,47 @@ class RuleSet:
 
 # ------------------------------------------------------------------------------------------ tokenizer
 
-_TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
-                    r"|(?P<name>[A-Za-z_][A-Za-z0-9_.]*)|(?P<op><=|>=|==|[<>:&@!()\[\],=+\-*/]))")
+# Limits of a rule file (refused up front with exit 2; the README "Bad input" section lists them).
+MAX_RULES_BYTES = 1_000_000  # size of a rules file
+MAX_TOKENS = 250_000  # tokens in one rule text (all lines)
+MAX_NESTING = 100  # nesting of '(' / '!' / unary '-' inside one atom or expression
+MAX_EXPR_DEPTH = 100  # depth of one define's expression tree (a chain a + b + c ... nests to the left)
+MAX_DEFINE_DEPTH = 32  # a define that uses a define that uses a define ...: at most this many levels
+
+_SPACE = re.compile(r"\s*", re.ASCII)
+_TOKEN = re.compile(r"(?P<num>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
+                    r"|(?P<name>[A-Za-z_][A-Za-z0-9_.]*)|(?P<op><=|>=|==|[<>:&@!()\[\],=+\-*/])", re.ASCII)
 
 
-def _tokenize(line: str, lineno: int) -> list[tuple[str, str, int]]:
-    """(kind, text, column) triples; kind in num/name/op/end. Columns are 1-based."""
-    out, pos = [], 0
-    while pos < len(line):
-        if line[pos:].strip() == "":
+def _tokenize(line: str, lineno: int, budget: int = MAX_TOKENS) -> list[tuple[str, str, int]]:
+    """(kind, text, column) triples; kind in num/name/op/end. Columns are 1-based.
+
+    One left-to-right scan: every regex match is anchored at `pos` and `pos` only advances, so the work is
+    linear in the line length (no slicing of the rest of the line). At most `budget` tokens.
+    """
+    out, pos, n = [], 0, len(line)
+    while True:
+        pos = _SPACE.match(line, pos).end()
+        if pos >= n:
             break
         m = _TOKEN.match(line, pos)
-        if m is None or m.end() == pos:
-            col = pos + len(line[pos:]) - len(line[pos:].lstrip()) + 1
-            raise RuleParseError(f"line {lineno}, column {col}: unexpected character {line[col - 1]!r}")
+        if m is None:
+            raise RuleParseError(f"line {lineno}, column {pos + 1}: unexpected character {line[pos]!r}")
+        if len(out) >= budget:
+            raise RuleParseError(f"line {lineno}: more than {MAX_TOKENS} tokens in the rule text; expected a "
+                                 f"smaller rule set (limit rules.MAX_TOKENS)")
         kind = m.lastgroup or "op"
-        out.append((kind, m.group(kind), m.start(kind) + 1))
+        out.append((kind, m.group(kind), pos + 1))
         pos = m.end()
-    out.append(("end", "end of line", len(line) + 1))
+    out.append(("end", "end of line", n + 1))
     return out
 
 
 class _Line:
     """Recursive-descent parser over the tokens of one line."""
 
-    def __init__(self, line: str, lineno: int) -> None:
-        self.toks, self.i, self.lineno = _tokenize(line, lineno), 0, lineno
+    def __init__(self, line: str, lineno: int, budget: int = MAX_TOKENS) -> None:
+        self.toks, self.i, self.lineno, self.depth = _tokenize(line, lineno, budget), 0, lineno, 0
 
     def peek(self) -> tuple[str, str, int]:
         return self.toks[self.i]
@@ -238,9 +259,23 @@ class _Line:
             return True
         return False
 
+    def nest(self) -> None:
+        """Enter one level of '(' / '!' / unary '-': refused beyond MAX_NESTING (no RecursionError)."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise RuleParseError(f"line {self.lineno}, column {self.peek()[2]}: nesting deeper than {MAX_NESTING} "
+                                 f"levels of '(', '!' or '-'; expected at most {MAX_NESTING} (rules.MAX_NESTING)")
+
+    def finite(self, text: str) -> float:
+        x = float(text)
+        if not math.isfinite(x):
+            raise RuleParseError(f"line {self.lineno}, column {self.toks[self.i - 1][2]}: number {text!r} is not "
+                                 f"finite (beyond the float64 range); expected a finite number such as 3.5 or 1e300")
+        return x
+
     def number(self) -> float:
         sign = -1.0 if self.accept("-") else 1.0
-        return sign * float(self.take("num", expected="a number"))
+        return sign * self.finite(self.take("num", expected="a number"))
 
     # EXPR := TERM (("+"|"-") TERM)* ; TERM := FACTOR (("*"|"/") FACTOR)* ; FACTOR := num | name | pi | (EXPR) | -FACTOR
     def expr(self) -> Expr:
@@ -260,14 +295,19 @@ class _Line:
     def factor(self) -> Expr:
         kind, text, _ = self.peek()
         if self.accept("("):
+            self.nest()
             e = self.expr()
             self.take("op", ")", "')'")
+            self.depth -= 1
             return e
         if self.accept("-"):
-            return Expr("neg", None, (self.factor(),))
+            self.nest()
+            e = Expr("neg", None, (self.factor(),))
+            self.depth -= 1
+            return e
         if kind == "num":
             self.i += 1
-            return Expr("num", float(text))
+            return Expr("num", self.finite(text))
         if kind == "name":
             self.i += 1
             return Expr("num", math.pi) if text == "pi" else Expr("name", text)
@@ -275,11 +315,15 @@ class _Line:
 
     def atom(self) -> Atom:
         if self.accept("!"):
+            self.nest()
             inner = self.atom()
+            self.depth -= 1
             return replace(inner, negated=not inner.negated)
         if self.accept("("):
+            self.nest()
             a = self.atom()
             self.take("op", ")", "')'")
+            self.depth -= 1
             return a
         feat = self.take("name", expected="a feature name")
         kind, text, _ = self.peek()
@@ -307,43 +351,102 @@ class _Line:
             raise self.error("end of line")
 
 
+def expr_depth(e: Expr) -> int:
+    """Depth of an expression tree, computed with an explicit stack (no recursion, linear in its size)."""
+    best, stack = 0, [(e, 1)]
+    while stack:
+        node, d = stack.pop()
+        best = max(best, d)
+        stack.extend((a, d + 1) for a in node.args)
+    return best
+
+
+def _check_define(name: str, expr: Expr, lineno: int, lines: dict[str, int], depth: dict[str, int]) -> None:
+    """A define uses channels and EARLIER defines only (so no define can refer to itself or loop), its tree is
+    at most MAX_EXPR_DEPTH deep and the chain of defines under it at most MAX_DEFINE_DEPTH long."""
+    # Design choice: file order is evaluation order (compute_features), so a use before the definition is refused
+    # rather than sorted topologically; it also makes every cycle an error at its first line.
+    if expr_depth(expr) > MAX_EXPR_DEPTH:
+        raise RuleParseError(f"line {lineno}: define {name!r} nests deeper than {MAX_EXPR_DEPTH} operators; "
+                             f"expected a shorter expression (rules.MAX_EXPR_DEPTH), or split it into defines")
+    used = expr.names()
+    if name in used:
+        raise RuleParseError(f"line {lineno}: define {name!r} refers to itself; expected an expression over "
+                             f"channels and defines above it")
+    depth[name] = 1 + max((depth[u] for u in used if u in depth), default=0)
+    if depth[name] > MAX_DEFINE_DEPTH:
+        raise RuleParseError(f"line {lineno}: define {name!r} sits on a chain of {depth[name]} defines; expected at "
+                             f"most {MAX_DEFINE_DEPTH} (rules.MAX_DEFINE_DEPTH)")
+    lines[name] = lineno
+
+
+def _check_forward(derived: list[tuple[str, Expr]], lines: dict[str, int]) -> None:
+    """A define that uses a define of a LATER line (the only way to build a cycle) is refused."""
+    order = {n: i for i, (n, _) in enumerate(derived)}
+    for i, (name, expr) in enumerate(derived):
+        later = sorted(u for u in expr.names() if order.get(u, -1) > i)
+        if later:
+            raise RuleParseError(f"line {lines[name]}: define {name!r} uses {later[0]!r}, defined later at line "
+                                 f"{lines[later[0]]}; expected channels and defines above it (no cycles)")
+
+
+def _parse_line(p: _Line, lineno: int, derived: list, lines: dict, depth: dict) -> tuple[str, Any]:
+    """One statement -> ("define", None) | ("default", label) | ("rule", Rule)."""
+    kind, head, _ = p.peek()
+    if kind == "name" and head == "define":
+        p.i += 1
+        name = p.take("name", expected="a derived feature name")
+        if name in lines:
+            raise RuleParseError(f"line {lineno}: derived feature {name!r} defined twice (first at line "
+                                 f"{lines[name]})")
+        p.take("op", "=", "'='")
+        expr = p.expr()
+        p.at_end()
+        _check_define(name, expr, lineno, lines, depth)
+        derived.append((name, expr))
+        return "define", None
+    label = p.take("name", expected="a class label, 'default' or 'define'")
+    p.take("op", ":", "':'")
+    if label == "default":
+        default = p.take("name", expected="the default class label")
+        p.at_end()
+        return "default", default
+    atoms = [p.atom()]
+    while p.accept("&"):
+        atoms.append(p.atom())
+    weight = p.number() if p.accept("@") else 1.0
+    p.at_end()
+    if not 0.0 <= weight <= 1.0:
+        raise RuleParseError(f"line {lineno}: rule weight must be in [0, 1], got {weight}")
+    return "rule", Rule(label, tuple(atoms), weight, lineno)
+
+
 def parse_rules(text: str, source: str = "rules") -> RuleSet:
-    """Parse rule text (grammar in the module docstring) into a RuleSet; errors name line and column."""
+    """Parse rule text (grammar in the module docstring) into a RuleSet; errors name line and column.
+
+    Linear in the text length; refused (RuleParseError, an InputError) beyond MAX_TOKENS tokens, MAX_NESTING
+    nesting, MAX_EXPR_DEPTH / MAX_DEFINE_DEPTH for defines, and for defines that refer to themselves or loop.
+    """
     rules: list[Rule] = []
     derived: list[tuple[str, Expr]] = []
-    default = None
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0]
-        if not line.strip():
-            continue
-        try:
-            p = _Line(line, lineno)
-            kind, head, _ = p.peek()
-            if kind == "name" and head == "define":
-                p.i += 1
-                name = p.take("name", expected="a derived feature name")
-                if name in dict(derived):
-                    raise RuleParseError(f"line {lineno}: derived feature {name!r} defined twice")
-                p.take("op", "=", "'='")
-                derived.append((name, p.expr()))
-                p.at_end()
+    lines: dict[str, int] = {}
+    depth: dict[str, int] = {}
+    default, budget = None, MAX_TOKENS
+    try:
+        for lineno, raw in enumerate(text.splitlines(), start=1):
+            line = raw.split("#", 1)[0]
+            if not line.strip():
                 continue
-            label = p.take("name", expected="a class label, 'default' or 'define'")
-            p.take("op", ":", "':'")
-            if label == "default":
-                default = p.take("name", expected="the default class label")
-                p.at_end()
-                continue
-            atoms = [p.atom()]
-            while p.accept("&"):
-                atoms.append(p.atom())
-            weight = p.number() if p.accept("@") else 1.0
-            p.at_end()
-            if not 0.0 <= weight <= 1.0:
-                raise RuleParseError(f"line {lineno}: rule weight must be in [0, 1], got {weight}")
-            rules.append(Rule(label, tuple(atoms), weight, lineno))
-        except RuleParseError as err:
-            raise RuleParseError(f"{source}: {err}") from None
+            p = _Line(line, lineno, budget)
+            budget -= len(p.toks) - 1
+            what, value = _parse_line(p, lineno, derived, lines, depth)
+            if what == "default":
+                default = value
+            elif what == "rule":
+                rules.append(value)
+        _check_forward(derived, lines)
+    except RuleParseError as err:
+        raise RuleParseError(f"{source}: {err}") from None
     if not rules:
         raise RuleParseError(f"{source}: no rules found (expected lines like 'failure : power < 3500')")
     labels = {r.label for r in rules}
@@ -352,6 +455,22 @@ def parse_rules(text: str, source: str = "rules") -> RuleSet:
     if default in labels:
         raise RuleParseError(f"{source}: the default class {default!r} also has rules")
     return RuleSet(tuple(rules), tuple(derived), default)
+
+
+def read_rules(path: Path | str) -> RuleSet:
+    """Read and parse a rules file: at most MAX_RULES_BYTES bytes of UTF-8 text (checked before reading it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"rules file {path}: not found (or not a file); expected a UTF-8 text file of rules")
+    size = path.stat().st_size
+    if size > MAX_RULES_BYTES:
+        raise InputError(f"rules file {path}: {size} bytes is over the limit of {MAX_RULES_BYTES} bytes "
+                         f"(rules.MAX_RULES_BYTES); expected a smaller rule set")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"rules file {path}: byte {err.start} is not valid UTF-8; expected UTF-8 text") from None
+    return parse_rules(text, source=str(path))
 
 
 # ------------------------------------------------------------------------------------ hard semantics

@@ -22,14 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from tenfold.core.errors import InputError, RunFailed
 from tenfold.core.runs import RunDir
 from tenfold.core.runtime import progress_bar, seed_everything, select_device
 from tenfold.systems.rulenet.config import Config
 from tenfold.systems.rulenet.linking import GradientLinkingSearch, graft, kl_link, straight_through
 from tenfold.systems.rulenet.loss import anchor_loss, gate_loss, rule_loss, total_loss
 from tenfold.systems.rulenet.model import RuleNet, median_pool
-from tenfold.systems.rulenet.pipeline import (Prepared, f1_positive, init_seed, key_of, predict, prepare_run,
-                                              run_metrics, take)
+from tenfold.systems.rulenet.pipeline import (Prepared, f1_positive, init_seed, key_of, load_model_state, predict,
+                                              prepare_run, run_metrics, take)
 
 log = logging.getLogger("tenfold.rulenet")
 
@@ -192,24 +193,27 @@ def train_model(cfg: Config, run_dir: Path) -> tuple[dict[str, Any], RuleNet, di
         log.warning("rulenet runs on the CPU in this version; ignoring device %s", device)
     ctx = prepare_run(cfg)  # input errors surface here, before anything is written
     run = RunDir(run_dir)
-    run.write_config(cfg)
     model, train_p, val_p = ctx["model"], ctx["prepared"]["train"], ctx["prepared"]["val"]
     if cfg.model.pooling == "gnn" and cfg.train.warmup_epochs:
         train_p.tensors["robust_pi"] = robust_target(train_p.tensors["obs"], train_p.tensors["mask"])
     opt = make_optimizer(model, cfg)
     gen = seed_everything(init_seed(cfg))
     state = {"epoch": 0, "best": None, "best_f1": -1.0}
-    ckpt = run.load_checkpoint()
+    ckpt = run.load_checkpoint()  # a damaged checkpoint is refused here, still before the first write
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        if ckpt.get("kind") != "final":
-            opt.load_state_dict(ckpt["opt"])
-            gen.set_state(ckpt["gen"])
-            state = {"epoch": ckpt["epoch"], "best": ckpt["best"], "best_f1": ckpt["best_f1"]}
-            run.truncate_metrics(state["epoch"])
-            log.info("rulenet: resuming from epoch %d", state["epoch"])
+        _restore(ckpt, model, opt, gen, state, run.checkpoint_path)
+    before = _listing(run.path)
+    run.write_config(cfg)
+    if ckpt is not None and ckpt.get("kind") != "final":
+        run.truncate_metrics(state["epoch"])
+        log.info("rulenet: resuming from epoch %d", state["epoch"])
     if ckpt is None or ckpt.get("kind") != "final":
-        _fit(cfg, model, train_p, val_p, opt, gen, state, run)
+        try:
+            _fit(cfg, model, train_p, val_p, opt, gen, state, run)
+        except FloatingPointError as err:
+            raise TrainingDiverged(f"{run.path}: training diverged ({err}); {_undo(run, before)}; expected finite "
+                                   f"losses: lower train.lr_gnn / lr_theta / lr_weights or rescale the input "
+                                   f"channels") from None
         if state["best"] is not None:
             model.load_state_dict(state["best"])  # early stopping on validation hard F1
         run.save_checkpoint({"kind": "final", "model": model.state_dict(), "epoch": state["epoch"]})
@@ -217,6 +221,45 @@ def train_model(cfg: Config, run_dir: Path) -> tuple[dict[str, Any], RuleNet, di
     run.write_summary(metrics, time.perf_counter() - t0, "cpu")
     log.info("rulenet: test F1 %.3f (expert rules %.3f)", metrics["f1"], metrics["expert_rules_f1"])
     return metrics, model, ctx
+
+
+class TrainingDiverged(RunFailed):
+    """The loss or the weights became NaN / inf: a failed run (exit 1, the message, no traceback), with nothing of
+    the diverged state left in the run directory. The inputs were already checked finite before training."""
+
+
+def _restore(ckpt: dict, model: RuleNet, opt, gen: torch.Generator, state: dict, path: Path) -> None:
+    """Load a checkpoint into memory (model, and for an epoch checkpoint the optimizer, RNG and early stopping)."""
+    load_model_state(model, ckpt.get("model"), path)
+    if ckpt.get("kind") == "final":
+        return
+    try:
+        opt.load_state_dict(ckpt["opt"])
+        gen.set_state(ckpt["gen"])
+        state.update(epoch=int(ckpt["epoch"]), best=ckpt["best"], best_f1=float(ckpt["best_f1"]))
+    except (KeyError, ValueError, RuntimeError, TypeError) as err:
+        raise InputError(f"{path}: not a rulenet epoch checkpoint ({type(err).__name__}: {err}); expected the "
+                         f"checkpoint of this run, or start afresh in a new --out directory") from None
+
+
+def _listing(folder: Path) -> set[str] | None:
+    """Relative paths of everything under `folder` (None when absent): what existed before this run wrote."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")} if folder.exists() else None
+
+
+def _undo(run: RunDir, before: set[str] | None) -> str:
+    """Delete what this run created in its directory; files that existed before (a resumed run) stay, and they
+    hold only finite epochs (`_fit` checks the weights before every checkpoint). Returns what was done."""
+    made = [p for p in run.path.rglob("*") if before is None or str(p.relative_to(run.path)) not in before]
+    for p in sorted(made, key=lambda q: len(q.parts), reverse=True):  # files and sub-folders, deepest first
+        p.rmdir() if p.is_dir() else p.unlink()
+    if before is None:
+        run.path.rmdir()
+        return "removed the run directory it had created, nothing of it is kept"
+    if (run.path / "checkpoints").exists():
+        return f"kept {run.checkpoint_path}, the last epoch with finite weights, and removed the files this run created"
+    return "removed the files this run created"
 
 
 def _fit(cfg: Config, model: RuleNet, train_p: Prepared, val_p: Prepared, opt, gen, state: dict, run: RunDir) -> None:
@@ -231,6 +274,9 @@ def _fit(cfg: Config, model: RuleNet, train_p: Prepared, val_p: Prepared, opt, g
         tau = cfg.train.tau_start if phase != "joint" else anneal_tau(e, cfg.train.joint_epochs, cfg.train.tau_start,
                                                                       cfg.train.tau_end)
         losses = run_epoch(phase, model, train_p, opt, cfg, tau, gen, searcher)
+        bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:  # never checkpoint a diverged state
+            raise FloatingPointError(f"weight {bad[0]!r} is NaN / inf after epoch {t + 1} (phase {phase})")
         pred = predict(model, val_p, cfg, tau)
         hard = pred.get("hard_pred", pred["pred"]).numpy()
         val_f1 = f1_positive(pred["pred"].numpy(), val_labels)
