@@ -175,3 +175,83 @@ def test_render_uint8_is_quantised(data):
     x = data.from_pixels(torch.tensor([[[[-0.5, 0.5 + 1 / 600, 3.0]]]]))
     pix = data.to_pixels(D.render_uint8(data, x))
     assert_close(pix, torch.tensor([[[[0.0, 128 / 255, 1.0]]]]))  # 0.50167 * 255 = 127.9 -> 128
+
+
+def _imagefolder_of(root, arrays_by_class, mode=None):
+    """A train/test ImageFolder tree whose every image of class k is arrays_by_class[k] (PNG, Pillow `mode`)."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for k, arr in enumerate(arrays_by_class):
+            folder = root / split / f"c{k}"
+            folder.mkdir(parents=True)
+            for i in range(2):
+                im = Image.fromarray(arr, mode) if mode else Image.fromarray(arr)
+                im.save(folder / f"{i}.png")
+
+
+def test_imagefolder_reads_16_bit_png_by_bit_depth(tmp_path):
+    # Issue 12: Pillow's convert("RGB") clipped 16-bit samples to 255, so 1000 and 60000 both became 1.0.
+    # Read by bit depth: 1000 / 65535 = 0.01526 and 60000 / 65535 = 0.91554, in all three channels.
+    from PIL import Image
+
+    low, high = np.full((16, 16), 1000, np.uint16), np.full((16, 16), 60000, np.uint16)
+    high[0, 0] = 30000  # a varying pixel, so the train std is not 0
+    _imagefolder_of(tmp_path, [low, high])
+    with Image.open(tmp_path / "train/c0/0.png") as im:
+        assert im.mode.startswith("I")  # really a 16-bit file
+    d = D.load_data("imagefolder", str(tmp_path), 16, 0, 0)
+    pix = d.to_pixels(d.train_x)  # (4, 3, 16, 16), classes c0, c0, c1, c1
+    assert_close(pix[0], torch.full((3, 16, 16), 1000 / 65535), atol=1e-5, rtol=0)
+    assert_close(pix[2, :, 5, 5], torch.full((3,), 60000 / 65535), atol=1e-5, rtol=0)
+    assert_close(pix[2, :, 0, 0], torch.full((3,), 30000 / 65535), atol=1e-5, rtol=0)
+
+
+def test_imagefolder_reads_la_and_palette_png(tmp_path):
+    from PIL import Image
+
+    la = np.zeros((16, 16, 2), np.uint8)
+    la[..., 0], la[..., 1] = 100, 50  # grey 100, alpha 50 (dropped)
+    la[0, 0, 0] = 200
+    _imagefolder_of(tmp_path / "la", [la, la], mode="LA")
+    d = D.load_data("imagefolder", str(tmp_path / "la"), 16, 0, 0)
+    pix = d.to_pixels(d.train_x)
+    assert_close(pix[0, :, 3, 3], torch.full((3,), 100 / 255), atol=1e-5, rtol=0)
+    assert_close(pix[0, :, 0, 0], torch.full((3,), 200 / 255), atol=1e-5, rtol=0)
+
+    pal = Image.new("P", (16, 16))
+    pal.putpalette([0, 0, 0, 255, 128, 64] + [0] * 762)  # index 0 black, index 1 orange
+    pal.paste(1, (0, 0, 8, 16))
+    pal_arr = np.asarray(pal)
+    _imagefolder_of(tmp_path / "pal", [pal_arr, pal_arr], mode="P")
+    for f in (tmp_path / "pal").rglob("*.png"):  # fromarray(mode="P") has no palette: write the real one
+        pal.save(f)
+    d = D.load_data("imagefolder", str(tmp_path / "pal"), 16, 0, 0)
+    pix = d.to_pixels(d.train_x)
+    assert_close(pix[0, :, 5, 2], torch.tensor([1.0, 128 / 255, 64 / 255]), atol=1e-5, rtol=0)  # the colour
+    assert_close(pix[0, :, 5, 12], torch.zeros(3), atol=1e-5, rtol=0)
+
+
+def test_npz_nan_pixels_are_refused_by_field(tmp_path):
+    # Issue 12: the old min / max check let NaN through (NaN < 0 is False).
+    path = tmp_path / "set.npz"
+    x = np.random.default_rng(0).uniform(0, 1, (20, 1, 16, 16))
+    x[3, 0, 1, 1] = np.nan
+    np.savez(path, train_x=x, train_y=np.arange(20) % 10, test_x=x[:10], test_y=np.arange(10))
+    with pytest.raises(InputError, match=r"set.npz: field train_x: image has non-finite"):
+        D.load_data("npz", str(path), 16, 0, 0)
+
+
+def test_pool_labels_match_setup_attack():
+    # check_inputs predicts the attacker's pool labels without the images; they must be what setup_attack builds.
+    from tenfold.core.config import make_config
+    from tenfold.systems.doorping.config import PROFILES, Config
+    from tenfold.systems.doorping.train import pool_labels, setup_attack
+    from tenfold.systems.doorping.victims import load_for_config, streams
+
+    for attack, ori in (("naive", 0.7), ("doorping", 0.8), ("clean", 1.0), ("invisible", 0.9)):
+        cfg = make_config(Config, PROFILES, "smoke", {"attack.attack": attack, "data.ori": ori,
+                                                      "attack.portion": 0.2})
+        data = load_for_config(cfg)
+        setup = setup_attack(cfg, data, streams(cfg.seed))
+        assert torch.equal(pool_labels(cfg, data, streams(cfg.seed)), setup.pool.labels)

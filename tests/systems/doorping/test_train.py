@@ -83,7 +83,7 @@ def test_labels_out_of_range_in_a_user_file(tmp_path, capsys):
             "data.dataset=npz", "--set", f"data.root={path}"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "bad.npz" in err and "train labels" in err
+    assert "bad.npz" in err and "field train_y" in err and "[-1, 2]" in err
 
 
 @pytest.mark.slow

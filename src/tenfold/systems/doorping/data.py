@@ -22,6 +22,10 @@ import torch.nn.functional as F
 
 from tenfold.core.errors import InputError
 
+# Design choice: at most 1000 classes (ImageNet's count): a label of 10^9 in an .npz would otherwise size
+# S, the per-class pools and the classifier head by it.
+MAX_CLASSES = 1000
+
 # Normalisation constants [code] (spec 2, component 2).
 NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "fashionmnist": ((0.2861,), (0.3530,)),
@@ -141,6 +145,8 @@ def render_uint8(data: ImageData, x: torch.Tensor) -> torch.Tensor:
 def validate(data: ImageData, trigger_label: int, source: str) -> ImageData:
     """Shapes, finite values, label range and the target class; errors name the file and field."""
     for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
+        if len(x) == 0:
+            raise InputError(f"{source}: the {split} split has no images; expected at least one")
         if x.dim() != 4 or x.shape[1] not in (1, 3):
             raise InputError(f"{source}: {split} images must be N x C x H x W with C in (1, 3), got "
                              f"shape {tuple(x.shape)}")
@@ -154,6 +160,10 @@ def validate(data: ImageData, trigger_label: int, source: str) -> ImageData:
                              f"range [{int(y.min())}, {int(y.max())}]")
         if not torch.isfinite(x).all():
             raise InputError(f"{source}: {split} images contain NaN or inf")
+    missing = sorted(set(range(data.num_classes)) - set(data.train_y.tolist()))
+    if missing:
+        raise InputError(f"{source}: train labels have no image of classes {missing[:10]}; expected every class "
+                         f"0..{data.num_classes - 1} to have at least one training image")
     if not 0 <= trigger_label < data.num_classes:
         raise InputError(f"attack.trigger_label={trigger_label} is not a class of {source} "
                          f"(classes 0..{data.num_classes - 1})")
@@ -161,11 +171,22 @@ def validate(data: ImageData, trigger_label: int, source: str) -> ImageData:
 
 
 def _normalise(name: str, train_pix: torch.Tensor, train_y, test_pix, test_y, num_classes: int,
-               mean=None, std=None) -> ImageData:
-    """Pixel tensors in [0, 1] -> ImageData; mean/std default to the per-channel train statistics."""
+               mean=None, std=None, source: str | None = None) -> ImageData:
+    """Pixel tensors in [0, 1] -> ImageData; mean/std default to the per-channel train statistics.
+
+    A split without images or a train channel of one constant value is refused (InputError naming `source`):
+    both would otherwise become NaN / inf after normalisation.
+    """
+    source = source or name
+    for split, pix in (("train", train_pix), ("test", test_pix)):
+        if len(pix) == 0:
+            raise InputError(f"{source}: the {split} split has no images; expected at least one")
     c = train_pix.shape[1]
     m = torch.tensor(mean) if mean is not None else train_pix.transpose(0, 1).reshape(c, -1).mean(1)
     s = torch.tensor(std) if std is not None else train_pix.transpose(0, 1).reshape(c, -1).std(1)
+    if mean is None and (not torch.isfinite(s).all() or float(s.min()) == 0):
+        raise InputError(f"{source}: train images have one constant value in some channel (std {s.tolist()}); "
+                         "expected images with varying pixels")
     d = ImageData(name, train_pix, torch.as_tensor(train_y).long(), test_pix, torch.as_tensor(test_y).long(),
                   m.float(), s.float(), num_classes)
     d.train_x, d.test_x = d.from_pixels(train_pix).float(), d.from_pixels(test_pix).float()
@@ -309,7 +330,7 @@ def load_torchvision(name: str, root: str, image_size: int = 32) -> ImageData:
 
     try:
         tr, te = build(True), build(False)
-    except (RuntimeError, FileNotFoundError, OSError) as err:
+    except Exception as err:  # RuntimeError (missing / md5), OSError, AssertionError (bad idx magic), ...
         raise InputError(f"data.root={root!r}: no readable {name} files there ({err}); place the standard "
                          f"torchvision files under it (tenfold never downloads)") from None
     labels = {"svhn": "labels", "stl10": "labels"}.get(name, "targets")
@@ -320,10 +341,24 @@ def load_torchvision(name: str, root: str, image_size: int = 32) -> ImageData:
     return _normalise(name, xs[0], ys[0], xs[1], ys[1], 10, mean, std)
 
 
+def read_image(path: Path, image_size: int) -> torch.Tensor:
+    """One ImageFolder image -> (3, image_size, image_size) float32 in [0, 1], scaled by its bit depth.
+
+    Read through `tenfold.core.images` (never Pillow's `convert("RGB")`, which clips 16-bit samples to 255):
+    8- and 16-bit grey, grey + alpha, palette, RGB and RGBA are accepted; truncated, unreadable and
+    over-MAX_IMAGE_PIXELS files, float images outside [0, 1] or non-finite are InputErrors naming the file.
+    """
+    from tenfold.core.images import read_pixels, to_rgb, to_unit
+
+    label = str(path)
+    rgb = to_unit(to_rgb(read_pixels(path, label), label), label)  # (H, W, 3) float32 in [0, 1]
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+    return _resize(x[None], image_size)[0]
+
+
 def load_imagefolder(root: str, image_size: int = 32, seed: int = 0) -> ImageData:
     """An ImageFolder tree: `root/train/<class>/*` and `root/test/<class>/*`, or one tree split 80/20."""
     import torchvision.datasets as tvd
-    import torchvision.transforms.functional as TF
 
     base = Path(root)
     if not base.is_dir():
@@ -331,10 +366,12 @@ def load_imagefolder(root: str, image_size: int = 32, seed: int = 0) -> ImageDat
 
     def read(folder: Path):
         try:
+            # Only the file list and classes come from torchvision; its PIL loader is never called.
             ds = tvd.ImageFolder(str(folder))
-        except (FileNotFoundError, RuntimeError) as err:
-            raise InputError(f"data.root={str(folder)!r}: not an ImageFolder tree ({err})") from None
-        x = torch.stack([_resize(TF.to_tensor(img.convert("RGB"))[None], image_size)[0] for img, _ in ds])
+        except (FileNotFoundError, RuntimeError, OSError) as err:
+            raise InputError(f"data.root={str(folder)!r}: not an ImageFolder tree ({err}); expected "
+                             "<class>/<image> files, every class folder holding at least one image") from None
+        x = torch.stack([read_image(Path(path), image_size) for path, _ in ds.samples])  # (N, 3, S, S)
         return x, np.asarray(ds.targets), ds.classes
 
     if (base / "train").is_dir() and (base / "test").is_dir():
@@ -345,31 +382,61 @@ def load_imagefolder(root: str, image_size: int = 32, seed: int = 0) -> ImageDat
         x, y, ctr = read(base)
         tr, te = _stratified(y, 0.2, np.random.default_rng(seed))
         xtr, ytr, xte, yte = x[tr], y[tr], x[te], y[te]
-    return _normalise(f"imagefolder:{base.name}", xtr, ytr, xte, yte, len(ctr))
+    if len(ctr) > MAX_CLASSES:
+        raise InputError(f"data.root={root!r}: {len(ctr)} class folders; expected at most {MAX_CLASSES}")
+    return _normalise(f"imagefolder:{base.name}", xtr, ytr, xte, yte, len(ctr), source=f"data.root={root!r}")
+
+
+NPZ_EXPECTED = ("arrays train_x, test_x of shape (N, C, S, S), C in (1, 3), float pixels in [0, 1] (or uint8 / "
+                f"uint16), and train_y, test_y of shape (N,), integer labels in [0, {MAX_CLASSES})")
+
+
+def _npz_images(arr: np.ndarray, p: Path, key: str) -> torch.Tensor:
+    """One image array of the .npz -> (N, C, S, S) float32 pixels in [0, 1]."""
+    from tenfold.core.images import to_unit
+
+    where = f"{p}: field {key}"
+    if arr.ndim != 4 or arr.shape[1] not in (1, 3) or arr.shape[2] != arr.shape[3]:
+        raise InputError(f"{where} must be N x C x H x W with C in (1, 3) and H = W, got {arr.shape}; "
+                         f"expected {NPZ_EXPECTED}")
+    if arr.shape[0] == 0 or arr.shape[2] < 2:
+        raise InputError(f"{where} has shape {arr.shape}: no images or sides under 2 pixels; expected at least "
+                         "one image of at least 2 x 2")
+    if not (np.issubdtype(arr.dtype, np.floating) or arr.dtype in (np.uint8, np.uint16, np.bool_)):
+        raise InputError(f"{where} has dtype {arr.dtype}; expected float pixels in [0, 1] (or uint8 / uint16)")
+    # Design choice: uint8 / uint16 arrays are scaled by their bit depth, as image files are (core.images).
+    return torch.from_numpy(to_unit(arr, where))
+
+
+def _npz_labels(arr: np.ndarray, p: Path, key: str, num_images: int) -> np.ndarray:
+    """One label array of the .npz -> (N,) int64, checked against the image count and MAX_CLASSES."""
+    where = f"{p}: field {key}"
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{where} has dtype {arr.dtype}; expected integer class labels")
+    if arr.shape != (num_images,):
+        raise InputError(f"{where} has shape {arr.shape}; expected ({num_images},), one label per image")
+    if arr.min() < 0 or arr.max() >= MAX_CLASSES:
+        raise InputError(f"{where} has labels in [{arr.min()}, {arr.max()}]; expected integers in "
+                         f"[0, {MAX_CLASSES}) (tenfold.systems.doorping.data.MAX_CLASSES)")
+    return arr.astype(np.int64)
 
 
 def load_npz(path: str) -> ImageData:
-    """An .npz with `train_x`, `train_y`, `test_x`, `test_y`: images N x C x H x W in [0, 1], integer labels."""
+    """An .npz with `train_x`, `train_y`, `test_x`, `test_y` (NPZ_EXPECTED); no pickled objects."""
+    from tenfold.core.files import load_npz as read_npz
+
     p = Path(path)
-    try:
-        z = np.load(p)
-    except (OSError, ValueError) as err:
-        raise InputError(f"{p}: cannot read as .npz ({err})") from None
+    z = read_npz(p, NPZ_EXPECTED, f"data.root {p}")
     for key in ("train_x", "train_y", "test_x", "test_y"):
         if key not in z:
-            raise InputError(f"{p}: missing array {key!r} (expected train_x, train_y, test_x, test_y)")
-    xs = [torch.as_tensor(z[k]).float() for k in ("train_x", "test_x")]
-    for k, x in zip(("train_x", "test_x"), xs):
-        if x.dim() != 4 or x.shape[1] not in (1, 3):
-            raise InputError(f"{p}: field {k} must be N x C x H x W with C in (1, 3), got {tuple(x.shape)}")
-        if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
-            raise InputError(f"{p}: field {k} must hold pixels in [0, 1]")
-    ys = [np.asarray(z[k]) for k in ("train_y", "test_y")]
-    for k, y in zip(("train_y", "test_y"), ys):
-        if not np.issubdtype(y.dtype, np.integer):
-            raise InputError(f"{p}: field {k} must hold integer labels, got dtype {y.dtype}")
-    num_classes = int(max(ys[0].max(initial=0), ys[1].max(initial=0))) + 1
-    return _normalise(f"npz:{p.name}", xs[0], ys[0], xs[1], ys[1], num_classes)
+            raise InputError(f"{p}: missing array {key!r}; expected {NPZ_EXPECTED}")
+    xs = [_npz_images(z[k], p, k) for k in ("train_x", "test_x")]
+    if xs[0].shape[1:] != xs[1].shape[1:]:
+        raise InputError(f"{p}: field test_x has images of shape {tuple(xs[1].shape[1:])}, train_x "
+                         f"{tuple(xs[0].shape[1:])}; expected the same C x H x W")
+    ys = [_npz_labels(z[k], p, k, len(x)) for k, x in zip(("train_y", "test_y"), xs)]
+    num_classes = int(max(ys[0].max(), ys[1].max())) + 1
+    return _normalise(f"npz:{p.name}", xs[0], ys[0], xs[1], ys[1], num_classes, source=str(p))
 
 
 def load_data(dataset: str, root: str, image_size: int, seed: int, trigger_label: int) -> ImageData:

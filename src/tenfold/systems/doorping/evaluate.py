@@ -23,8 +23,9 @@ from torch import nn
 from tenfold.core.errors import InputError
 from tenfold.core.runs import RunDir, atomic_write_text, load_tensors
 from tenfold.systems.doorping.data import ImageData, stamp
-from tenfold.systems.doorping.victims import (attack_metrics, defender_data, load_for_config, victim_factory,
-                                              victim_metrics)
+from tenfold.systems.doorping.victims import (attack_metrics, check_network_fits, defender_data, load_for_config,
+                                              victim_factory, victim_metrics)
+from tenfold.systems.doorping.model import build_network
 
 log = logging.getLogger("tenfold.doorping")
 
@@ -48,6 +49,45 @@ def defense_metrics(net: nn.Module, data: ImageData, clean_x: torch.Tensor, clea
             "finepruning_asr_nontarget": after["asr_nontarget"], "finepruning_pruned": len(dead)}
 
 
+def _tensor(obj: Any, key: str, path: Path, shape: tuple | None, kind: str) -> torch.Tensor:
+    """obj[key] as a tensor of `shape` (None entries match anything) and kind "float" (finite) or "int"."""
+    t = obj.get(key) if isinstance(obj, dict) else None
+    want = f"{kind} tensor of shape {tuple('*' if s is None else s for s in shape or ())}"
+    if not isinstance(t, torch.Tensor) or (shape is not None and (
+            t.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)))):
+        got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise InputError(f"{path}: field {key!r} is {got}; expected a {want} (as `tenfold train` writes it)")
+    if kind == "float" and (not t.is_floating_point() or not torch.isfinite(t).all()):
+        raise InputError(f"{path}: field {key!r} must hold finite floats; expected a {want}")
+    if kind == "int" and (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool):
+        raise InputError(f"{path}: field {key!r} has dtype {t.dtype}; expected a {want}")
+    return t
+
+
+def check_artefacts(cfg, data: ImageData, syn: Any, trig: Any, syn_path: Path, trig_path: Path) -> None:
+    """synset.pt and trigger.pt must match the config's data (shapes, classes, finite values)."""
+    c, h, w = data.shape
+    _tensor(syn, "images", syn_path, (None, c, h, w), "float")
+    labels = _tensor(syn, "labels", syn_path, (len(syn["images"]),), "int")
+    if len(labels) == 0 or int(labels.min()) < 0 or int(labels.max()) >= data.num_classes:
+        raise InputError(f"{syn_path}: field 'labels' must be classes in [0, {data.num_classes - 1}] (at least "
+                         "one image)")
+    if "dd" in syn:
+        d = cfg.distill
+        dd = syn["dd"]
+        _tensor(dd, "images", syn_path, (d.dd_steps, data.num_classes * d.dd_images_per_step, c, h, w), "float")
+        _tensor(dd, "raw_lrs", syn_path, (d.dd_steps * d.dd_epochs,), "float")
+        m = cfg.model
+        with torch.device("meta"):  # parameter shapes only
+            template = build_network(m.arch, c, data.num_classes, h, m.width, m.depth, m.hidden)
+        for name, param in template.named_parameters():
+            _tensor(dd.get("params0"), name, syn_path, tuple(param.shape), "float")
+    _tensor(trig, "tau", trig_path, (1, c, h, w), "float")
+    _tensor(trig, "mask", trig_path, (1, c, h, w), "float")
+    if not isinstance(trig.get("additive", False), bool):
+        raise InputError(f"{trig_path}: field 'additive' must be true or false")
+
+
 def evaluate(cfg, run_dir: Path, device: torch.device | None = None) -> dict[str, Any]:
     """Rebuild the data, load S and the trigger from `run_dir`, train fresh victims, run the defenses.
 
@@ -62,8 +102,11 @@ def evaluate(cfg, run_dir: Path, device: torch.device | None = None) -> dict[str
         raise InputError(f"{syn_path}: no distilled set; run `tenfold train` to the end first")
     device = select_device(cfg.device) if device is None else torch.device(device)
     syn = load_tensors(syn_path)
-    trig = to_device(load_tensors(trig_path), device)
-    data = load_for_config(cfg, device)
+    trig = load_tensors(trig_path)
+    data = load_for_config(cfg)
+    check_network_fits(cfg, data)
+    check_artefacts(cfg, data, syn, trig, syn_path, trig_path)
+    data, trig = data.to(device), to_device(trig, device)
     gen = torch.Generator().manual_seed(cfg.seed + 2_000_003)  # evaluation stream
     target = cfg.attack.trigger_label
     triggers = {"trigger": (trig["tau"], trig["mask"], trig.get("additive", False))}

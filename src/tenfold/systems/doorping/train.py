@@ -26,6 +26,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from tenfold.core.errors import InputError
 from tenfold.core.runs import RunDir
 from tenfold.core.runtime import progress_bar, select_device
 from tenfold.systems.doorping import distill_dc, distill_dd
@@ -33,8 +34,8 @@ from tenfold.systems.doorping.attack import DoorpingTrigger, InvisibleTrigger, N
 from tenfold.systems.doorping.config import Config
 from tenfold.systems.doorping.data import (ImageData, keep_fraction, poison_subset, render_uint8, stamp, to_device,
                                            trigger_mask)
-from tenfold.systems.doorping.victims import (load_for_config, network_builder, streams, victim_factory,
-                                              victim_metrics)
+from tenfold.systems.doorping.victims import (check_network_fits, load_for_config, network_builder, streams,
+                                              victim_factory, victim_metrics)
 
 log = logging.getLogger("tenfold.doorping")
 
@@ -78,6 +79,38 @@ def setup_attack(cfg: Config, data: ImageData, gens: dict[str, torch.Generator])
         if attack is not None:
             x[poison_idx], y[poison_idx] = attack.apply(clean), a.trigger_label
     return AttackSetup(distill_dc.RealPool(x, y, data.num_classes), poison_idx, clean, attack)
+
+
+def pool_labels(cfg: Config, data: ImageData, gens: dict[str, torch.Generator]) -> torch.Tensor:
+    """The labels of the attacker's pool exactly as `setup_attack` draws them (keep, then P relabelled to the
+    target), without touching the images: fresh `streams(seed)` give the same draws."""
+    a, n = cfg.attack, len(data.train_y)
+    keep = keep_fraction(n, cfg.data.ori, gens["keep"])
+    y = data.train_y.cpu().clone()
+    if a.attack == "naive":  # stamped before the ori split [code]
+        y[poison_subset(n, a.portion, gens["poison"])] = a.trigger_label
+        return y[keep]
+    y = y[keep]
+    portion = a.portion if a.attack != "clean" else 0.0
+    y[poison_subset(len(y), portion, gens["poison"])] = a.trigger_label
+    return y
+
+
+def check_inputs(cfg: Config, data: ImageData) -> None:
+    """Everything `run_pipeline` would otherwise find only after the run directory is written."""
+    if cfg.distill.method in ("dc", "dsa"):
+        cfg.distill.loops()  # a missing loop table entry is a ConfigError
+    trigger_mask(data.shape[1], data.shape[2], cfg.attack.backdoor_size)  # a trigger larger than the image
+    check_network_fits(cfg, data)
+    labels = pool_labels(cfg, data, streams(cfg.seed))
+    empty = [c for c in range(data.num_classes) if not bool((labels == c).any())]
+    if empty:
+        raise InputError(f"data.ori={cfg.data.ori}, attack.portion={cfg.attack.portion}: the attacker's training "
+                         f"pool has no image of classes {empty[:10]}; expected every class to keep at least one "
+                         "(raise data.ori or data.num_train, or lower attack.portion)")
+    if cfg.attack.attack == "invisible" and not bool((data.test_y == cfg.attack.trigger_label).any()):
+        raise InputError(f"attack.attack=invisible: the test split has no image of class "
+                         f"attack.trigger_label={cfg.attack.trigger_label}; expected at least one (its canvas)")
 
 
 def trigger_hook(cfg: Config, setup: AttackSetup) -> Callable | None:
@@ -156,16 +189,20 @@ def _resume(run: RunDir | None, syn, opt, setup: AttackSetup, gens: dict, extra:
     if ckpt is None or ckpt.get("kind") != "distill":
         return 0
     dev = setup.pool.images.device
-    with torch.no_grad():
-        syn.copy_(ckpt["syn"])
-    opt.load_state_dict(ckpt["opt"])  # the optimiser moves its state to the parameters' device
-    for k, v in ckpt["attack"].items():
-        setattr(setup.attack, k, to_device(v, dev))
-    setup.pool.images[setup.poison_idx] = ckpt["poisoned"].to(dev)
-    for k, g in gens.items():
-        g.set_state(ckpt["gens"][k])
-    if extra is not None:
-        extra(ckpt)
+    try:
+        with torch.no_grad():
+            syn.copy_(ckpt["syn"])
+        opt.load_state_dict(ckpt["opt"])  # the optimiser moves its state to the parameters' device
+        for k, v in ckpt["attack"].items():
+            setattr(setup.attack, k, to_device(v, dev))
+        setup.pool.images[setup.poison_idx] = ckpt["poisoned"].to(dev)
+        for k, g in gens.items():
+            g.set_state(ckpt["gens"][k])
+        if extra is not None:
+            extra(ckpt)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+        raise InputError(f"{run.checkpoint_path}: not a doorping distillation checkpoint of this config "
+                         f"({type(err).__name__}: {str(err)[:200]}); delete it to start the run afresh") from None
     run.truncate_metrics(ckpt["iter"])
     log.info("resuming distillation from iteration %d", ckpt["iter"])
     return int(ckpt["iter"])
@@ -285,10 +322,8 @@ def train(cfg: Config, run_dir: Path, device: torch.device | None = None) -> dic
     """
     t0 = time.perf_counter()
     device = select_device(cfg.device) if device is None else torch.device(device)
-    if cfg.distill.method in ("dc", "dsa"):
-        cfg.distill.loops()  # a missing loop table entry is a ConfigError before anything is written
     data = load_for_config(cfg)  # input errors surface here, before anything is written
-    trigger_mask(data.shape[1], data.shape[2], cfg.attack.backdoor_size)  # a trigger larger than the image
+    check_inputs(cfg, data)
     run = RunDir(run_dir)
     run.write_config(cfg)
     result = run_pipeline(cfg, run, Path(run_dir), device=device)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tenfold.core.errors import InputError
 from tenfold.systems.doorping import distill_dd
 from tenfold.systems.doorping.config import Config
 from tenfold.systems.doorping.data import ImageData, load_data, stamp, subsample, to_device
@@ -46,6 +47,21 @@ def network_builder(cfg: Config, data: ImageData, arch: str) -> Callable[[torch.
     # The init is drawn on the CPU from the nets stream, then moved: the same weights on every device.
     return lambda g: build_network(arch, c, data.num_classes, h, m.width, m.depth, m.hidden,
                                    generator=g).to(data.device)
+
+
+def check_network_fits(cfg: Config, data: ImageData) -> None:
+    """Build model.arch (and model.eval_arch) once on the meta device: images too small for the pooling
+    stack are an InputError before anything is written, not a crash in the first iteration."""
+    m = cfg.model
+    c, h, _ = data.shape
+    for arch in filter(None, (m.arch, m.eval_arch)):
+        try:
+            with torch.device("meta"):  # shapes only, no memory
+                build_network(arch, c, data.num_classes, h, m.width, m.depth, m.hidden)
+        except RuntimeError:
+            raise InputError(f"data.root={cfg.data.root!r}: images of {h}x{h} pixels are too small for "
+                             f"model.arch={arch} (depth {m.depth}); expected larger images (data.image_size) "
+                             "or a shallower model.depth") from None
 
 
 def defender_data(cfg: Config, data: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
