@@ -8,7 +8,8 @@ Component -> file map (spec ../shared/specs/maskfocal.md, section 2):
   CenterNetLite, FCOSLite (native loss or MFL: loss.cls_loss) . model.py, loss.py (criteria)
   decoding, counting, MAE/RMSE, AP@0.5, point-F1, buckets ..... scoring.py (evaluate_model, finite)
   evaluate(cfg, run_dir): final checkpoint -> eval.json ....... evaluate.py
-  SynthCrowd generator, COCO / points readers ................ data.py
+  SynthCrowd generator ....................................... synthcrowd.py
+  COCO / points readers (validated; InputError) .............. data.py
   load_data (a run's splits), input normalise ................ data.py
   torchrun / DistributedDataParallel helpers ................. tenfold/core/distributed.py
 """

@@ -1,16 +1,15 @@
-"""SynthCrowd generator and the real-data readers of `maskfocal`.
+"""SynthCrowd on disk and the real-data readers of `maskfocal`.
 
 Paper: Zhong, Wang, Liu, Wu, Deng, "Mask Focal Loss: A unifying framework for dense crowd counting with
 canonical object detection networks", arXiv 2212.11542 (spec ../shared/specs/maskfocal.md, section 4).
 
-  make_synth_crowd   procedural stand-in for GTA_Head (spec 4.1) [design choice]: perspective-scaled heads,
-                     crowding toward the horizon, clustered knots, painter's-order occlusion with an
-                     instance-ID buffer for visibility, distractor blobs, sequences split by sequence.
+  make_synth_crowd   procedural stand-in for GTA_Head (spec 4.1), in synthcrowd.py (re-exported here).
   write_coco / write_points   COCO JSON (boxes) and a points CSV (point-only copy), the field's formats.
   load_split         reads a COCO JSON through pycocotools, or a points CSV / JSON; invisible heads
                      (iscrowd = 1) are ignore regions; bad input raises InputError naming file and entry.
   data_files / load_data   {split: file} of a run (SynthCrowd generated into <run>/data by rank 0 first) and
                      the HeadSets read from them; shared by train.py and evaluate.py.
+  restore            a checkpoint's state into the model (InputError when it does not fit); train + eval.
   normalise          uint8 images -> the detector's fixed input normalisation; shared by training and scoring.
 """
 
@@ -33,159 +32,10 @@ import numpy as np
 from tenfold.core import distributed as D
 from tenfold.core.errors import InputError
 from tenfold.systems.maskfocal.config import Config
+from tenfold.systems.maskfocal.synthcrowd import Frame, head_size_at, make_synth_crowd  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     import torch
-
-SKIN = np.array([[0.96, 0.80, 0.69], [0.87, 0.67, 0.52], [0.63, 0.45, 0.33], [0.38, 0.26, 0.18]])
-HAIR = np.array([[0.08, 0.06, 0.05], [0.25, 0.16, 0.09], [0.45, 0.35, 0.22], [0.15, 0.15, 0.15]])
-
-
-@dataclass
-class Frame:
-    """One rendered image and its heads: boxes (K, 4) xyxy px, centres (K, 2), visibility (K,) in [0, 1]."""
-
-    image: np.ndarray  # (H, W, 3) uint8
-    boxes: np.ndarray
-    centers: np.ndarray
-    visibility: np.ndarray
-    sequence_id: int
-    frame_id: int
-
-
-def head_size_at(y: np.ndarray, y_h: float, s_near: float, height: int) -> np.ndarray:
-    """Spec 4.1 perspective: s(y) = s_near (y - y_h) / (H - y_h), floor 1.5 px (flat-ground pinhole)."""
-    return np.maximum(s_near * (y - y_h) / (height - y_h), 1.5)
-
-
-def _value_noise(rng: np.random.Generator, size: int, cells: int = 6) -> np.ndarray:
-    """Bilinearly up-sampled uniform noise (size, size) in [0, 1]."""
-    import torch
-    import torch.nn.functional as F
-
-    g = torch.from_numpy(rng.random((1, 1, cells, cells)).astype(np.float32))
-    return F.interpolate(g, size=(size, size), mode="bilinear", align_corners=True)[0, 0].numpy()
-
-
-@dataclass
-class _Sequence:
-    y_h: float
-    s_near: float
-    background: np.ndarray  # (H, W, 3) float32
-    xs: np.ndarray
-    ys: np.ndarray
-    jitter: np.ndarray
-    skin: np.ndarray
-    hair_frac: np.ndarray
-    hat: np.ndarray
-    cloth: np.ndarray
-    blobs: np.ndarray  # (B, 3) x, y, radius
-
-
-def _make_sequence(rng: np.random.Generator, size: int, n_min: int, n_max: int) -> _Sequence:
-    H = W = size
-    scale = size / 256.0
-    y_h = rng.uniform(-0.4 * H, 0.15 * H)  # horizon row, may be above the frame
-    s_near = rng.uniform(14, 30) * scale
-    n = int(round(math.exp(rng.uniform(math.log(n_min), math.log(n_max)))))  # log-uniform count
-    # Rows with density proportional to 1 / s(y)^2 (constant ground-plane density) by inverse CDF.
-    grid = np.linspace(max(y_h + 1.0, 0.0), H - 1, 512)
-    w = 1.0 / head_size_at(grid, y_h, s_near, H) ** 2
-    cdf = np.cumsum(w) / w.sum()
-    ys = np.interp(rng.random(n), cdf, grid)
-    centres = rng.uniform(0.1 * W, 0.9 * W, size=rng.integers(1, 5))
-    # Design choice: no Poisson-disk rejection (spec: optional); x is clipped into the frame.
-    clustered = rng.random(n) < 0.6  # spec 4.1: 60 % of people around 1-4 cluster centres
-    xs = np.where(clustered, rng.normal(centres[rng.integers(0, len(centres), n)], 0.08 * W), rng.uniform(0, W, n))
-    ground = rng.uniform(0.25, 0.7, 3)
-    rows = np.linspace(0.8, 1.15, H)[:, None, None]  # vertical illumination gradient
-    bg = ground[None, None, :] * rows * (0.75 + 0.5 * _value_noise(rng, size)[:, :, None])
-    nb = rng.integers(0, 31)
-    by = rng.uniform(max(y_h, 0), H, nb)
-    blobs = np.stack([rng.uniform(0, W, nb), by, 0.5 * head_size_at(by, y_h, s_near, H)], 1)
-    yy, xx = np.ogrid[:H, :W]
-    for bx, by_, br in blobs:  # dark head-sized blobs on the ground: false-positive bait (static per sequence)
-        bg[(xx - bx) ** 2 + (yy - by_) ** 2 <= br * br] = 0.12
-    for _ in range(rng.integers(0, 4)):  # 0-3 poles / lines
-        x0 = int(rng.uniform(0, W))
-        bg[:, x0:x0 + max(1, int(2 * scale)), :] = rng.uniform(0.1, 0.4)
-    desat = rng.uniform(0.1, 0.9, (n, 3))
-    cloth = 0.6 * desat + 0.4 * desat.mean(1, keepdims=True)  # slightly desaturated clothing
-    return _Sequence(y_h, s_near, bg.astype(np.float32), np.clip(xs, 0, W - 1), ys, rng.uniform(0.85, 1.15, n),
-                     rng.integers(0, 4, n), rng.uniform(-0.2, 1.0, n), rng.random(n) < 0.1, cloth, blobs)
-
-
-def _render(seq: _Sequence, xs: np.ndarray, ys: np.ndarray, rng: np.random.Generator, size: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Painter's order far -> near; returns image (H, W, 3) uint8, boxes (K, 4), centres (K, 2), visibility (K,)."""
-    H = W = size
-    img = seq.background.copy()
-    ids = np.full((H, W), -1, dtype=np.int32)
-    s = head_size_at(ys, seq.y_h, seq.s_near, H) * seq.jitter  # (K,)
-    area = np.zeros(len(xs))
-    for k in np.argsort(ys):
-        x, y, sk, ry = xs[k], ys[k], s[k], 0.575 * s[k]
-        bx0, bx1 = int(max(x - 0.8 * sk, 0)), int(min(x + 0.8 * sk + 1, W))
-        by0, by1 = int(max(y + 0.8 * ry, 0)), int(min(y + ry + 2.5 * sk + 1, H))
-        if bx1 > bx0 and by1 > by0:  # body: occludes everything farther, including heads
-            img[by0:by1, bx0:bx1] = seq.cloth[k]
-            ids[by0:by1, bx0:bx1] = -2
-        x0, x1 = int(max(math.floor(x - sk / 2), 0)), int(min(math.ceil(x + sk / 2) + 1, W))
-        y0, y1 = int(max(math.floor(y - ry), 0)), int(min(math.ceil(y + ry) + 1, H))
-        yy, xx = np.ogrid[y0:y1, x0:x1]
-        inside = ((xx - x) / (sk / 2)) ** 2 + ((yy - y) / ry) ** 2 <= 1.0  # head ellipse s/2 x 0.575 s
-        cy, cx = min(max(int(y), 0), H - 1) - y0, min(max(int(x), 0), W - 1) - x0
-        if 0 <= cy < inside.shape[0] and 0 <= cx < inside.shape[1]:
-            inside[cy, cx] = True  # tiny heads cover at least their centre pixel
-        colour = np.where(((yy - (y - ry)) < seq.hair_frac[k] * 2 * ry)[..., None], HAIR[k % 4], SKIN[seq.skin[k]])
-        if seq.hat[k]:
-            colour = np.where(((yy - (y - ry)) < 0.5 * ry)[..., None], seq.cloth[k][::-1], colour)
-        colour = np.broadcast_to(colour, inside.shape + (3,))
-        img[y0:y1, x0:x1][inside] = colour[inside]
-        ids[y0:y1, x0:x1][inside] = k
-        area[k] = inside.sum()
-    counts = np.bincount(ids[ids >= 0].ravel(), minlength=len(xs))
-    visibility = np.where(area > 0, counts / np.maximum(area, 1), 0.0)  # visible / total head pixels
-    img = _photometrics(img, seq, rng, size)
-    boxes = np.stack([xs - s / 2, ys - 0.575 * s, xs + s / 2, ys + 0.575 * s], 1)
-    boxes = np.clip(boxes, 0, [W, H, W, H])
-    return img, boxes, np.stack([xs, ys], 1), visibility
-
-
-def _photometrics(img: np.ndarray, seq: _Sequence, rng: np.random.Generator, size: int) -> np.ndarray:
-    from scipy.ndimage import gaussian_filter
-
-    # Design choice (spec 4.1 blur toward the horizon): blend with a blurred copy, weight 1 - s(y)/s_near.
-    blurred = gaussian_filter(img, sigma=(0.8, 0.8, 0))
-    alpha = np.clip(1 - head_size_at(np.arange(size) + 0.5, seq.y_h, seq.s_near, size) / seq.s_near, 0, 1)
-    img = img * (1 - alpha[:, None, None]) + blurred * alpha[:, None, None]
-    img = img * rng.uniform(0.7, 1.3) + rng.normal(0, rng.uniform(0, 0.03), img.shape)
-    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
-
-
-def make_synth_crowd(seed: int, num_images: int, size: int = 256, min_heads: int = 50, max_heads: int = 800,
-                     frames_per_sequence: int = 15, first_sequence: int = 0) -> list[Frame]:
-    """SynthCrowd (spec 4.1): sequences of `frames_per_sequence` frames; people random-walk between frames.
-
-    Sequence j uses its own generator seeded by (seed, first_sequence + j), so splits made with disjoint
-    `first_sequence` ranges share no sequence.
-    """
-    frames: list[Frame] = []
-    j = 0
-    while len(frames) < num_images:
-        sid = first_sequence + j
-        rng = np.random.default_rng([seed, sid])
-        seq = _make_sequence(rng, size, min_heads, max_heads)
-        xs, ys = seq.xs.copy(), seq.ys.copy()
-        for f in range(min(frames_per_sequence, num_images - len(frames))):
-            img, boxes, centres, vis = _render(seq, xs, ys, rng, size)
-            frames.append(Frame(img, boxes, centres, vis, sid, f))
-            # Design choice: random-walk steps proportional to the local head size (far people move fewer px).
-            step = 0.01 * size * head_size_at(ys, seq.y_h, seq.s_near, size) / seq.s_near
-            xs = np.clip(xs + rng.normal(0, 1, len(xs)) * step * 3, 0, size - 1)
-            ys = np.clip(ys + rng.normal(0, 1, len(ys)) * step, max(seq.y_h + 1, 0), size - 1)
-        j += 1
-    return frames
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -293,119 +143,257 @@ class HeadSet:
         return np.array([len(b) for b in self.boxes], dtype=np.int64)
 
 
-def _read_json(path: Path) -> object:
+# Design choice: an annotation file over 1 GiB is refused before it is read (COCO JSON of 10^6 heads is ~150 MB).
+MAX_ANNOTATION_BYTES = 2**30
+# Design choice: a split's padded uint8 image tensor (N x H x W pixels, 3 bytes each) is capped at 2^31 pixels
+# (6 GiB) so that one odd-shaped image cannot make the zero-padding allocate a huge batch.
+MAX_SPLIT_PIXELS = 2**31
+COCO_FORM = ("a COCO object {'images': [{id, file_name, width, height}], 'annotations': [{id, image_id, "
+             "category_id, bbox: [x, y, w, h], iscrowd}], 'categories': [{id, name}]}")
+POINTS_FORM = "a points object {file_name: [[x, y], ...]} or a CSV with the header 'file_name,x,y'"
+
+
+def _read_text(path: Path) -> str:
+    """The annotation file as UTF-8 text; missing, unreadable, too large or non-UTF-8 -> InputError."""
     try:
-        return json.loads(path.read_text())
+        size = path.stat().st_size
+        if size > MAX_ANNOTATION_BYTES:
+            raise InputError(f"{path}: {size} bytes is over the limit of {MAX_ANNOTATION_BYTES} "
+                             "(maskfocal.data.MAX_ANNOTATION_BYTES); expected one split's annotation file")
+        return path.read_text(encoding="utf-8-sig")  # a leading byte-order mark (Excel CSV) is dropped
     except FileNotFoundError:
         raise InputError(f"{path}: annotation file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid JSON ({err}); expected a COCO object "
-                         "{'images': [...], 'annotations': [...]} or a points object {file_name: [[x, y], ...]}") from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); expected UTF-8 "
+                         "JSON or CSV") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot be read ({type(err).__name__}: {err.strerror or err})") from None
+
+
+def _read_json(path: Path) -> object:
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, an int over 4300 digits, deep nesting
+        raise InputError(f"{path}: not valid JSON ({type(err).__name__}: {err}); expected {COCO_FORM} or "
+                         f"{POINTS_FORM}") from None
+
+
+def _finite(v: object) -> bool:
+    """A JSON number that is finite: not a bool, not NaN / inf, not an integer beyond float range."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def _count(v: object) -> bool:
+    """A positive integer id / size (JSON 3, not 3.0 or true)."""
+    return isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**63
+
+
+def _safe_name(name: object, path: Path, where: str) -> str:
+    """An image path relative to the data root: no absolute path, drive, '..' part or NUL (never read outside)."""
+    # Design choice: the check is on the name as written; symlinks the user placed inside the root are followed.
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    bad = not isinstance(name, str) or not name.strip() or "\x00" in name
+    if not bad:
+        win = PureWindowsPath(name)
+        bad = (PurePosixPath(name).is_absolute() or bool(win.drive) or win.is_absolute() or
+               ".." in PurePosixPath(name.replace("\\", "/")).parts)
+    if bad:
+        raise InputError(f"{path}: {where}: file_name {name!r:.120} is not a relative path inside the image root; "
+                         "expected e.g. 'images/0001.png' (no '..', no absolute path)")
+    return name
+
+
+def _coco_images(path: Path, data: dict) -> dict[int, dict]:
+    """images[] -> {id: image}; each needs an integer id, a safe file_name, integer width / height > 0."""
+    images: dict[int, dict] = {}
+    for i, im in enumerate(data["images"]):
+        if not isinstance(im, dict) or not all(_count(im.get(k)) for k in ("id", "width", "height")):
+            raise InputError(f"{path}: images[{i}]: expected an object with integer id, width, height > 0 and a "
+                             f"file_name; got {im!r:.160}")
+        _safe_name(im.get("file_name"), path, f"images[{i}]")
+        if im["id"] in images:
+            raise InputError(f"{path}: images[{i}]: id {im['id']} is used twice; expected unique image ids")
+        images[im["id"]] = im
+    return images
+
+
+def _coco_categories(path: Path, data: dict) -> set[int]:
+    cats = data.get("categories", [])
+    if not isinstance(cats, list) or not all(isinstance(c, dict) and _count(c.get("id")) for c in cats):
+        raise InputError(f"{path}: categories: expected a list of objects with an integer id > 0; got {cats!r:.160}")
+    return {c["id"] for c in cats}
+
+
+def _check_annotation(path: Path, i: int, ann: object, images: dict, cats: set[int], has_cats: bool) -> None:
+    """One annotations[i]: id, known image_id and category_id, finite bbox [x, y, w, h] inside its image."""
+    where = f"annotations[{i}]"
+    if not isinstance(ann, dict) or not _count(ann.get("id")):
+        raise InputError(f"{path}: {where}: expected an object with an integer id > 0; got {ann!r:.160}")
+    where = f"annotation id {ann['id']} ({where})"
+    img_id = ann.get("image_id")
+    if not _count(img_id) or img_id not in images:
+        raise InputError(f"{path}: {where}: image_id {img_id!r:.60} is missing or not one of the images' ids")
+    cat = ann.get("category_id")
+    if (has_cats or "category_id" in ann) and not (_count(cat) and cat in cats):
+        raise InputError(f"{path}: {where}: category_id {cat!r:.60} is not one of the "
+                         f"categories' ids {sorted(cats)[:10]}")
+    if ann.get("iscrowd", 0) not in (0, 1) or isinstance(ann.get("iscrowd", 0), float):
+        raise InputError(f"{path}: {where}: iscrowd must be 0 or 1, got {ann.get('iscrowd')!r:.60}")
+    im, bbox = images[img_id], ann.get("bbox")
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_finite(v) for v in bbox)):
+        raise InputError(f"{path}: {where} (image {im['file_name']!r}): bbox must be [x, y, w, h] finite "
+                         f"numbers, got {bbox!r:.120}")
+    x, y, w, h = bbox
+    W, H = im["width"], im["height"]
+    if w <= 0 or h <= 0 or x < -0.5 or y < -0.5 or x + w > W + 0.5 or y + h > H + 0.5:
+        raise InputError(f"{path}: {where} (image {im['file_name']!r}): bbox {bbox} lies outside the {W}x{H} "
+                         "image or is empty; expected [x, y, w, h] with w, h > 0 inside the image")
+
+
+def _coco_entries(path: Path, data: dict) -> list[dict]:
+    """Validate a COCO head file, then index it with pycocotools; -> [{file_name, hw, boxes, ignore}]."""
+    from pycocotools.coco import COCO
+
+    if not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
+        raise InputError(f"{path}: expected {COCO_FORM}; 'images' and 'annotations' must be lists")
+    images = _coco_images(path, data)
+    cats = _coco_categories(path, data)
+    for i, ann in enumerate(data["annotations"]):
+        _check_annotation(path, i, ann, images, cats, "categories" in data)
+    coco = COCO()
+    coco.dataset = data  # validated above: createIndex cannot fail on it
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco.createIndex()
+    entries = []
+    for img_id in sorted(coco.getImgIds()):
+        im = coco.imgs[img_id]
+        boxes, ignore = [], []
+        for ann in coco.imgToAnns.get(img_id, []):
+            x, y, w, h = ann["bbox"]
+            (ignore if ann.get("iscrowd", 0) else boxes).append([x, y, x + w, y + h])
+        entries.append({"file_name": im["file_name"], "hw": (im["height"], im["width"]),
+                        "boxes": np.array(boxes, dtype=np.float64).reshape(-1, 4),
+                        "ignore": np.array(ignore, dtype=np.float64).reshape(-1, 4)})
+    return entries
+
+
+def _csv_points(path: Path) -> dict[str, list]:
+    """Points CSV, header file_name,x,y; blank lines are skipped; x, y must be finite numbers."""
+    try:
+        rows = list(csv.reader(io.StringIO(_read_text(path), newline="")))
+    except csv.Error as err:
+        raise InputError(f"{path}: not a readable CSV ({err}); expected {POINTS_FORM}") from None
+    if not rows or [c.strip() for c in rows[0]] != ["file_name", "x", "y"]:
+        raise InputError(f"{path}: expected the header 'file_name,x,y' on line 1; got {rows[0] if rows else []!r:.80}")
+    per: dict[str, list] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        try:
+            xy = [float(row[1]), float(row[2])] if len(row) == 3 else None
+        except ValueError:
+            xy = None
+        if xy is None or not all(math.isfinite(v) for v in xy):
+            raise InputError(f"{path}: line {line}: expected 'file_name,x,y' with finite numeric x, y; "
+                             f"got {row!r:.120}")
+        per.setdefault(_safe_name(row[0], path, f"line {line}"), []).append(xy)
+    return per
+
+
+def _json_points(path: Path, data: object) -> dict[str, list]:
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected {COCO_FORM} or {POINTS_FORM}; got a JSON {type(data).__name__}")
+    per: dict[str, list] = {}
+    for name, pts in data.items():
+        _safe_name(name, path, f"entry {name!r:.60}")
+        if not isinstance(pts, list) or not all(isinstance(p, list) and len(p) == 2 and all(_finite(v) for v in p)
+                                                for p in pts):
+            raise InputError(f"{path}: entry {name!r:.60}: expected a list of [x, y] finite number pairs, "
+                             f"got {pts!r:.80}")
+        per[name] = [[float(x), float(y)] for x, y in pts]
+    return per
+
+
+def read_annotations(path: Path) -> tuple[list[dict], bool]:
+    """Parse and validate one annotation file without reading images -> (entries, is_coco).
+
+    COCO JSON (an object with 'images' or 'annotations') -> [{file_name, hw, boxes, ignore}]; points CSV / JSON
+    -> [{file_name, points}]. Any malformed content raises InputError naming the file and the entry.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        per, is_coco = _csv_points(path), False
+    else:
+        data = _read_json(path)
+        is_coco = isinstance(data, dict) and ("images" in data or "annotations" in data)
+        if is_coco:
+            entries = _coco_entries(path, data)
+        else:
+            per = _json_points(path, data)
+    if not is_coco:
+        entries = [{"file_name": k, "points": np.array(v, dtype=np.float64).reshape(-1, 2)} for k, v in per.items()]
+    if not entries:
+        raise InputError(f"{path}: no images; expected at least one image entry")
+    return entries, is_coco
 
 
 def _load_image(root: Path, name: str, ann_path: Path, expect_hw: tuple[int, int] | None):
+    """(3, H, W) uint8 tensor via tenfold.core.images (bit depth scaled, never clipped; grey / LA / RGBA -> RGB)."""
     import torch
-    from PIL import Image, UnidentifiedImageError
+
+    from tenfold.core.images import read_pixels, to_rgb, to_unit
 
     path = root / name
-    if not path.is_file():
-        raise InputError(f"{ann_path}: image {name!r} not found at {path}")
+    label = f"{ann_path}: image {name!r} ({path})"
     try:
-        with Image.open(path) as im:
-            img = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
-    except (OSError, UnidentifiedImageError) as err:
-        raise InputError(f"{ann_path}: image {name!r} ({path}) could not be decoded: {err}") from None
+        arr = to_rgb(read_pixels(path, label), label)  # (H, W, 3), native dtype
+    except OSError as err:  # e.g. a name too long for the file system
+        raise InputError(f"{label}: cannot be read ({err.strerror or err})") from None
+    if arr.dtype != np.uint8:
+        # Design choice: images are held as uint8 (the detector's input is 8-bit); 16-bit, bool and float
+        # samples are scaled by their bit depth and rounded, never clipped.
+        arr = np.round(to_unit(arr, label) * 255.0).astype(np.uint8)
+    img = torch.from_numpy(np.array(arr)).permute(2, 0, 1)  # writable copy; (H, W, 3) -> (3, H, W)
     if expect_hw is not None and tuple(img.shape[1:]) != tuple(expect_hw):
         raise InputError(f"{ann_path}: image {name!r} is {img.shape[2]}x{img.shape[1]} but the annotation file "
                          f"says width={expect_hw[1]}, height={expect_hw[0]}")
     return img
 
 
-def _coco_entries(path: Path, data: object) -> list[dict]:
-    """Validate a COCO head file with pycocotools' index; -> [{file_name, hw, boxes, ignore}]."""
-    from pycocotools.coco import COCO
+def _padded_batch(path: Path, imgs: list, hws: list[tuple[int, int]]):
+    """Zero-pad bottom/right to one size, a multiple of 32 -> (N, 3, Hm, Wm) uint8 (boxes unchanged)."""
+    import torch
 
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or \
-            not isinstance(data.get("annotations"), list):
-        raise InputError(f"{path}: expected a COCO object with lists 'images' and 'annotations'")
-    for i, im in enumerate(data["images"]):
-        if not isinstance(im, dict) or not {"id", "file_name", "width", "height"} <= set(im):
-            raise InputError(f"{path}: images[{i}] must have id, file_name, width, height; got {im!r}")
-    coco = COCO()
-    coco.dataset = data
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-        coco.createIndex()
-    entries = []
-    for img_id in sorted(coco.getImgIds()):
-        im = coco.imgs[img_id]
-        W, H = float(im["width"]), float(im["height"])
-        boxes, ignore = [], []
-        for ann in coco.imgToAnns.get(img_id, []):
-            bbox = ann.get("bbox")
-            if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-                raise InputError(f"{path}: annotation id {ann.get('id')} (image {im['file_name']!r}): bbox must be "
-                                 f"[x, y, w, h] numbers, got {bbox!r}")
-            x, y, w, h = bbox
-            if w <= 0 or h <= 0 or x < -0.5 or y < -0.5 or x + w > W + 0.5 or y + h > H + 0.5:
-                raise InputError(f"{path}: annotation id {ann.get('id')} (image {im['file_name']!r}): bbox {bbox} "
-                                 f"lies outside the {int(W)}x{int(H)} image or is empty; expected [x, y, w, h] with "
-                                 "w, h > 0 inside the image")
-            (ignore if ann.get("iscrowd", 0) else boxes).append([x, y, x + w, y + h])
-        unknown = [a for a in data["annotations"] if a.get("image_id") not in coco.imgs]
-        if unknown:
-            raise InputError(f"{path}: annotation id {unknown[0].get('id')} refers to unknown image_id "
-                             f"{unknown[0].get('image_id')!r}")
-        entries.append({"file_name": im["file_name"], "hw": (int(H), int(W)),
-                        "boxes": np.array(boxes, dtype=np.float64).reshape(-1, 4),
-                        "ignore": np.array(ignore, dtype=np.float64).reshape(-1, 4)})
-    return entries
-
-
-def _point_entries(path: Path) -> list[dict]:
-    """Points CSV (header file_name,x,y) or JSON {file_name: [[x, y], ...]} -> [{file_name, points}]."""
-    per: dict[str, list] = {}
-    if path.suffix.lower() == ".csv":
-        try:
-            with open(path, newline="") as f:
-                rows = list(csv.reader(f))
-        except FileNotFoundError:
-            raise InputError(f"{path}: points file not found") from None
-        if not rows or [c.strip() for c in rows[0]] != ["file_name", "x", "y"]:
-            raise InputError(f"{path}: expected the header 'file_name,x,y'")
-        for line, row in enumerate(rows[1:], start=2):
-            try:
-                per.setdefault(row[0], []).append([float(row[1]), float(row[2])])
-            except (IndexError, ValueError):
-                raise InputError(f"{path}: line {line}: expected 'file_name,x,y' with numeric x, y; got {row!r}") from None
-    else:
-        data = _read_json(path)
-        if not isinstance(data, dict):
-            raise InputError(f"{path}: expected a points object {{file_name: [[x, y], ...]}}")
-        for name, pts in data.items():
-            if not isinstance(pts, list) or not all(isinstance(p, list) and len(p) == 2 and
-                                                    all(isinstance(v, (int, float)) for v in p) for p in pts):
-                raise InputError(f"{path}: entry {name!r}: expected a list of [x, y] number pairs, got {pts!r:.80}")
-            per[name] = [[float(x), float(y)] for x, y in pts]
-    return [{"file_name": k, "points": np.array(v, dtype=np.float64).reshape(-1, 2)} for k, v in per.items()]
+    Hm = int(math.ceil(max(h for h, _ in hws) / 32) * 32)
+    Wm = int(math.ceil(max(w for _, w in hws) / 32) * 32)
+    if len(imgs) * Hm * Wm > MAX_SPLIT_PIXELS:
+        raise InputError(f"{path}: {len(imgs)} images padded to {Wm}x{Hm} exceed {MAX_SPLIT_PIXELS} pixels "
+                         "(maskfocal.data.MAX_SPLIT_PIXELS); expected images of similar sizes, or fewer")
+    batch = torch.zeros(len(imgs), 3, Hm, Wm, dtype=torch.uint8)
+    for i, img in enumerate(imgs):
+        batch[i, :, : img.shape[1], : img.shape[2]] = img
+    return batch
 
 
 def load_split(path: Path, image_root: Path | None = None, annotation_type: str = "boxes",
                pseudo_box: str = "knn") -> HeadSet:
-    """Read one split: a COCO JSON (via pycocotools) or a points CSV / JSON; images via torchvision.io.
+    """Read one split: a COCO JSON (via pycocotools) or a points CSV / JSON, and its images.
 
     With annotation_type="points" the boxes are dropped (COCO input keeps only the box centres) and replaced by
     pseudo-boxes (heatmap.pseudo_boxes); the head size s used by point-F1 is then the pseudo-box size.
     """
-    import torch
-
     from tenfold.systems.maskfocal.heatmap import pseudo_boxes
 
     path = Path(path)
     root = Path(image_root) if image_root else path.parent
-    is_coco = path.suffix.lower() == ".json" and isinstance(data := _read_json(path), dict) and "images" in data
-    entries = _coco_entries(path, data) if is_coco else _point_entries(path)
-    if not entries:
-        raise InputError(f"{path}: no images")
+    entries, is_coco = read_annotations(path)
     imgs, boxes, points, sizes, ignore, hws = [], [], [], [], [], []
     for e in entries:
         img = _load_image(root, e["file_name"], path, e.get("hw"))
@@ -427,14 +415,8 @@ def load_split(path: Path, image_root: Path | None = None, annotation_type: str 
         sizes.append(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]))
         ignore.append(e.get("ignore", np.zeros((0, 4))))
         hws.append((H, W))
-    # Design choice: images of different sizes are zero-padded bottom/right to one size (boxes unchanged).
-    Hm = int(math.ceil(max(h for h, _ in hws) / 32) * 32)  # pad to a common size, a multiple of 32
-    Wm = int(math.ceil(max(w for _, w in hws) / 32) * 32)
-    batch = torch.zeros(len(imgs), 3, Hm, Wm, dtype=torch.uint8)
-    for i, img in enumerate(imgs):
-        batch[i, :, : img.shape[1], : img.shape[2]] = img
-    return HeadSet(batch, boxes, points, sizes, ignore, [e["file_name"] for e in entries], str(path),
-                   has_boxes=is_coco and annotation_type == "boxes", image_hw=hws)
+    return HeadSet(_padded_batch(path, imgs, hws), boxes, points, sizes, ignore, [e["file_name"] for e in entries],
+                   str(path), has_boxes=is_coco and annotation_type == "boxes", image_hw=hws)
 
 
 def data_files(cfg: Config, run_dir: Path, ctx: D.DistContext | None = None) -> dict[str, Path]:
@@ -456,6 +438,23 @@ def load_data(cfg: Config, run_dir: Path, splits=("train", "val", "test"),
     files = data_files(cfg, run_dir, ctx)
     root = Path(cfg.data.image_root) if cfg.data.image_root else None
     return {s: load_split(files[s], root, cfg.data.annotation_type, cfg.data.pseudo_box) for s in splits}
+
+
+def restore(path: Path, ckpt: dict, model, opt=None, sched=None) -> int:
+    """Load a checkpoint's model (and optimizer / scheduler) state; a state that does not fit -> InputError.
+
+    Shared by train.py (resume) and evaluate.py, which never import each other.
+    """
+    try:
+        model.load_state_dict(ckpt["model"])
+        if opt is not None:
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+        return int(ckpt["step"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise InputError(f"{path}: does not hold this config's maskfocal state ({type(err).__name__}: {first}); "
+                         "expected keys model, optimizer, scheduler, step written by `tenfold train`") from None
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:

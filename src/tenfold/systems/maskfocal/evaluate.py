@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tenfold.core.errors import InputError
 from tenfold.core.runs import RunDir, atomic_write_text
-from tenfold.systems.maskfocal.data import load_data
+from tenfold.systems.maskfocal.data import load_data, restore
 from tenfold.systems.maskfocal.scoring import evaluate_model, finite
 
 
@@ -24,10 +25,11 @@ def evaluate(cfg, run_dir: Path) -> dict[str, Any]:
 
     run = RunDir(run_dir)
     ckpt = run.load_checkpoint()
-    if ckpt is None or not ckpt.get("finished"):
-        raise FileNotFoundError(f"{run.checkpoint_path}: no final checkpoint; run `tenfold train` to the end first")
+    if ckpt is None or ckpt.get("finished") is not True:
+        raise InputError(f"{run.checkpoint_path}: no final checkpoint (field 'finished' is not true); run "
+                         "`tenfold train` to the end first")
     model = build_model(cfg.model)
-    model.load_state_dict(ckpt["model"])
+    restore(run.checkpoint_path, ckpt, model)
     data = load_data(cfg, Path(run_dir), splits=("val", "test"))
     metrics = evaluate_model(model, cfg, data["val"], data["test"])
     metrics = finite(metrics)

@@ -25,17 +25,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from tenfold.core.errors import InputError
 from tenfold.core.runs import RunDir
 from tenfold.core.runtime import progress_bar, seed_everything
 from tenfold.core import distributed as D
 from tenfold.systems.maskfocal.config import Config
-from tenfold.systems.maskfocal.data import HeadSet, load_data, normalise
+from tenfold.systems.maskfocal.data import HeadSet, load_data, normalise, restore
 from tenfold.systems.maskfocal.heatmap import centernet_targets, fcos_targets
 from tenfold.systems.maskfocal.loss import build_cls_loss, centernet_criterion, fcos_criterion
 from tenfold.systems.maskfocal.model import build_model
 from tenfold.systems.maskfocal.scoring import evaluate_model, finite
 
 log = logging.getLogger("tenfold.maskfocal")
+SPLITS = ("train", "val", "test")
 
 
 def build_targets(cfg: Config, ds: HeadSet) -> list[dict[str, np.ndarray]]:
@@ -97,26 +99,33 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
 
 def _train(cfg: Config, run_dir: Path, ctx: D.DistContext, t0: float) -> dict[str, Any]:
     run = RunDir(run_dir)
+    # Every input is validated before the first write (config.json): the user's train, val and test files with
+    # all their images (on every rank, so that all refuse together), and a checkpoint left by an earlier run.
+    user_data = load_data(cfg, run_dir, SPLITS, ctx) if cfg.data.source == "files" else None
+    n_train = len(user_data["train"].images) if user_data else cfg.data.num_train_images
+    if n_train < cfg.train.batch_size:
+        where = user_data["train"].source if user_data else "data.num_train_images"
+        raise InputError(f"train.batch_size={cfg.train.batch_size} exceeds the {n_train} training images of "
+                         f"{where}; expected a batch size of at most the number of training images")
+    if user_data and not ctx.is_main:
+        user_data = {"train": user_data["train"]}  # only rank 0 evaluates
+    ckpt = run.load_checkpoint()
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model).to(ctx.device)
+    if ckpt is not None:
+        restore(run.checkpoint_path, ckpt, model)
     if ctx.is_main:
         run.write_config(cfg)
-    seed_everything(cfg.seed)
-    data = load_data(cfg, run_dir, ("train",), ctx)
+    data = user_data or load_data(cfg, run_dir, ("train",), ctx)  # SynthCrowd: generated after config.json
     train_set = data["train"]
     targets = build_targets(cfg, train_set)
-    model = build_model(cfg.model).to(ctx.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    steps_per_epoch = len(train_set.images) // cfg.train.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(train_set.images)} training images")
+    steps_per_epoch = len(train_set.images) // cfg.train.batch_size  # >= 1, checked above
     total = steps_per_epoch * cfg.train.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    ckpt = run.load_checkpoint()
     step = 0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        step = int(ckpt["step"])
+        step = restore(run.checkpoint_path, ckpt, model, opt, sched)
         if ctx.is_main:
             run.truncate_metrics(step)
         log.info("resuming maskfocal from step %d / %d", step, total)
@@ -149,7 +158,7 @@ def _train(cfg: Config, run_dir: Path, ctx: D.DistContext, t0: float) -> dict[st
     D.barrier(ctx)
     if not ctx.is_main:
         return {"weights_sha256": digest, "rank": ctx.rank}
-    return _finish(cfg, run, model, digest, step, run_dir, t0, ctx)
+    return _finish(cfg, run, model, digest, step, run_dir, t0, ctx, data)
 
 
 def _log_step(cfg, run, ctx, bar, step, loss, terms, sched) -> None:
@@ -165,8 +174,9 @@ def _log_step(cfg, run, ctx, bar, step, loss, terms, sched) -> None:
         bar.update(step - bar.n)
 
 
-def _finish(cfg, run, model, digest, step, run_dir, t0, ctx) -> dict[str, Any]:
-    data = load_data(cfg, run_dir, ("val", "test"))
+def _finish(cfg, run, model, digest, step, run_dir, t0, ctx, data) -> dict[str, Any]:
+    if "val" not in data:
+        data = load_data(cfg, run_dir, ("val", "test"))
     model.eval()
     metrics = evaluate_model(model, cfg, data["val"], data["test"])
     logged = run.read_metrics()
