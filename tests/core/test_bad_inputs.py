@@ -258,3 +258,42 @@ def test_fuzz_set_overrides_convert_or_raise_config_error(key, data):
         make_config(spec.config_cls, spec.profiles, "smoke", {field: value})
     except ConfigError as err:
         assert str(err)
+
+
+# ------------------------------------------------------------------------------- array files (item 8)
+
+def _header_only_npz(path, field, shape, dtype="<c16"):
+    """An .npz whose member declares `shape` in its header but holds no data (a few hundred bytes)."""
+    import zipfile
+
+    header = {"descr": dtype, "fortran_order": False, "shape": shape}
+    text = repr(header).encode("latin1")
+    text += b" " * (64 - (10 + len(text) + 1) % 64) + b"\n"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{field}.npy", b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text)
+    return path
+
+
+def test_load_npz_refuses_a_declared_huge_array_without_allocating(tmp_path):
+    import tracemalloc
+
+    from tenfold.core.files import load_npz
+
+    path = _header_only_npz(tmp_path / "big.npz", "x", (2**20, 2**20))  # 16 TiB declared
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match=r"big.npz: field 'x': array of shape \(1048576, 1048576\)"):
+            load_npz(path, "an array x")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20
+
+
+@pytest.mark.parametrize("dtype", ["|O", "<U3", "|S2"])
+def test_load_npz_refuses_non_numeric_dtypes_from_the_header(tmp_path, dtype):
+    from tenfold.core.files import load_npz
+
+    path = _header_only_npz(tmp_path / "s.npz", "x", (3,), dtype)
+    with pytest.raises(InputError, match="s.npz: field 'x': dtype .* is not numeric"):
+        load_npz(path, "an array x")

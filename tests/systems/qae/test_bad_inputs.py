@@ -13,7 +13,6 @@ import json
 import math
 import os
 import shutil
-import time
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -188,19 +187,17 @@ def test_states_file_missing(tmp_path, capsys) -> None:
 
 
 def test_12_qubit_header_is_refused_without_allocating(tmp_path) -> None:
-    """A 2^12 x 2^12 complex128 rho is 256 MiB: refused from the .npz header (a ~200-byte file), in well under a
-    second and without allocating it (before: np.load allocated the declared array, then found no data)."""
+    """A 2^12 x 2^12 complex128 rho is 256 MiB: refused from the .npz header (a ~200-byte file) without allocating
+    it (before: np.load allocated the declared array, then found no data). Memory, not wall time, is asserted."""
     path = header_only_npz(tmp_path / "twelve.npz", "rho", (2**12, 2**12))
     assert path.stat().st_size < 1000
     tracemalloc.start()
-    t0 = time.perf_counter()
     try:
         with pytest.raises(InputError, match=r"dimension 4096 exceeds 2\^6 = 64; qae handles at most 6 qubits") as err:
             load_states_file(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - t0 < 1.0
     assert peak < 16 * 2**20, f"peak {peak} bytes: the declared array was allocated"
     assert "twelve.npz" in str(err.value) and "'rho'" in str(err.value)
 

@@ -20,7 +20,6 @@ Qubit order is big-endian (qubit 0 = leftmost kron factor).
 from __future__ import annotations
 
 import math
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +29,7 @@ import torch
 from torch import Tensor
 
 from tenfold.core.errors import InputError
+from tenfold.core import files
 from tenfold.core.files import load_npz
 from tenfold.systems.qae.control import pauli_on
 
@@ -218,61 +218,31 @@ def check_file_size(path: Path, label: str) -> None:
                          f"(data.MAX_FILE_BYTES); qae handles at most {MAX_QUBITS} qubits")
 
 
-def _npy_header(f: Any, label: str, expected: str, dims: int = 0) -> tuple[tuple[int, ...], np.dtype]:
-    """(shape, dtype) from the header of an .npy stream, without reading its data; refuses non-numeric dtypes, a
-    state dimension (the last `dims` axes) beyond 2^MAX_QUBITS and arrays declared larger than MAX_FILE_BYTES (a
-    12-qubit complex rho is refused here, not allocated)."""
-    try:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"unsupported .npy format version {version}")
-    except Exception as err:  # bad magic, malformed header dict, truncated stream, bad zip member
-        raise InputError(f"{label}: not a readable .npy array ({type(err).__name__}); expected {expected}") from None
-    if dtype.kind not in NUMERIC_KINDS or dtype.hasobject or dtype.fields is not None:
-        raise InputError(f"{label}: dtype {dtype.str!r} is not numeric; expected {expected} (real or complex numbers)")
-    if dims:
-        check_qubit_dims(tuple(shape), dims, label)
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > MAX_FILE_BYTES:
-        raise InputError(f"{label}: array of shape {tuple(shape)} ({nbytes} bytes) exceeds the limit of "
-                         f"{MAX_FILE_BYTES} bytes (data.MAX_FILE_BYTES); qae handles at most {MAX_QUBITS} qubits")
-    return tuple(shape), dtype
+def _qubit_checks(dims: dict[str, int] | None) -> Any:
+    """A `core.files.npz_headers` check: the last `dims[field]` axes of a field at most 2^MAX_QUBITS."""
+    def check(name: str, shape: tuple[int, ...], dtype: Any, label: str) -> None:
+        check_qubit_dims(shape, (dims or {}).get(name, 0), label)
+    return check
 
 
 def npz_headers(path: Path, label: str, expected: str,
                 dims: dict[str, int] | None = None) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """{field: (shape, dtype)} of an .npz read from its members' headers only (the arrays are not loaded).
 
-    `dims` maps a field to its number of trailing state axes (1 for kets, 2 for matrices), checked against MAX_QUBITS.
+    `dims` maps a field to its number of trailing state axes (1 for kets, 2 for matrices), checked against MAX_QUBITS;
+    each array and all of them together at most MAX_FILE_BYTES (a 12-qubit complex rho is refused, not allocated).
     """
     check_file_size(path, label)
-    headers, total = {}, 0
-    try:
-        with zipfile.ZipFile(path) as z:
-            for info in z.infolist():
-                name = info.filename.removesuffix(".npy")
-                with z.open(info) as f:
-                    headers[name] = _npy_header(f, f"{label}: field {name!r}", expected, (dims or {}).get(name, 0))
-                total += math.prod(headers[name][0]) * headers[name][1].itemsize
-                if total > MAX_FILE_BYTES:  # many arrays, each under the limit
-                    raise InputError(f"{label}: arrays of {total} bytes in all exceed the limit of {MAX_FILE_BYTES} "
-                                     f"bytes (data.MAX_FILE_BYTES); expected {expected}")
-    except InputError:
-        raise
-    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError) as err:
-        raise InputError(f"{label}: not a readable .npz file ({type(err).__name__}); expected {expected}") from None
-    return headers
+    return files.npz_headers(path, label, f"{expected}; qae handles at most {MAX_QUBITS} qubits", MAX_FILE_BYTES,
+                             _qubit_checks(dims))
 
 
 def npy_header(path: Path, label: str, expected: str, dims: int = 0) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) of an .npy file from its header only (`dims` as in npz_headers)."""
     check_file_size(path, label)
     with open(path, "rb") as f:
-        return _npy_header(f, label, expected, dims)
+        return files.npy_header(f, label, f"{expected}; qae handles at most {MAX_QUBITS} qubits", MAX_FILE_BYTES,
+                                lambda shape, dtype, lab: check_qubit_dims(shape, dims, lab))
 
 
 def check_qubit_dims(shape: tuple[int, ...], dims: int, label: str) -> None:
