@@ -70,7 +70,10 @@ class ModelConfig:
 class TrainConfig:
     epochs_per_stage: int = 50  # [code] 50 epochs per stage
     lr: float = 5e-5  # Adam [code]
-    weight_decay: float = 5e-4  # [code]
+    weight_decay: float = 5e-4  # [code] on the trunk
+    # Deviation (issue 17): no decay on the context path (attention, gamma, fusion, context encoders), which gets
+    # no gradient while gamma = 0; the code decays everything (5e-4). See train.build_optimizer.
+    context_weight_decay: float = 0.0
     poly_power: float = 0.9  # [code]
     start_epoch: int = 50  # `main` runs epochs 50..99 of a 100-epoch poly schedule [code, pitfall 6]
     images_per_step: int = 6  # one Adam step per 6 images, gradients accumulated over their patches [code]
@@ -86,8 +89,9 @@ class TrainConfig:
         for name in ("epochs_per_stage", "images_per_step", "sub_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0 or self.weight_decay < 0 or self.focal_gamma < 0:
-            raise ConfigError("train.lr must be > 0, train.weight_decay and train.focal_gamma >= 0")
+        if not self.lr > 0 or min(self.weight_decay, self.context_weight_decay, self.focal_gamma) < 0:
+            raise ConfigError("train.lr must be > 0, train.weight_decay, train.context_weight_decay and "
+                              "train.focal_gamma >= 0")
         if self.start_epoch < 0:
             raise ConfigError(f"train.start_epoch must be >= 0, got {self.start_epoch}")
         allowed = ("local", "all", "all_ale", "global")

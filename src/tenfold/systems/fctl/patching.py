@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -163,15 +163,26 @@ def as_chw_float(img: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (t.float() / 255.0) if t.dtype == torch.uint8 else t.float()
 
 
+def model_device(model: Any) -> torch.device:
+    """Where `model`'s parameters live (CPU for a plain callable or a parameter-free module): inputs go there."""
+    if isinstance(model, torch.nn.Module):
+        for t in model.parameters():
+            return t.device
+        for t in model.buffers():
+            return t.device
+    return torch.device("cpu")
+
+
 @torch.no_grad()
 def segment_logits(image: torch.Tensor, model: Callable, patch: int, min_overlap: float,
                    factors: Sequence[float], num_classes: int, tta: bool = False, batch: int = 16,
-                   device: torch.device | str = "cpu") -> torch.Tensor:
-    """Sum of patch logits over a (3, H, W) image -> (K, H, W) float32 canvas on `device`.
+                   device: torch.device | str | None = None) -> torch.Tensor:
+    """Sum of patch logits over a (3, H, W) image -> (K, H, W) float32 canvas on `device` (default: the model's).
 
     `model(local, contexts)` maps (B, 3, p, p) and a list of (B, 3, p, p) to logits (B, K, p, p).
     Images smaller than p are zero-padded to p and the canvas is cropped back.
     """
+    device = model_device(model) if device is None else device
     _, h, w = image.shape
     ph, pw = max(h, patch), max(w, patch)
     if (ph, pw) != (h, w):
@@ -187,13 +198,14 @@ def segment_logits(image: torch.Tensor, model: Callable, patch: int, min_overlap
 def segment_large_image(img: np.ndarray | torch.Tensor, model: Callable, patch: int = 508,
                         min_overlap: float = 50.0, contexts: Sequence[float] = (1, 2, 3), tta: bool = False,
                         num_classes: int | None = None, batch: int = 16,
-                        device: torch.device | str = "cpu") -> np.ndarray:
+                        device: torch.device | str | None = None) -> np.ndarray:
     """Spec 4.2 API: H x W x 3 (uint8 or float in [0, 1]) -> H x W int64 labels (argmax of summed logits).
 
     `contexts` lists the factors fed to `model` besides the patch; factor 1 is the patch itself, which the
     model recomputes from `local`, so it is not passed twice.
     """
     factors = [m for m in contexts if m != 1]
+    device = model_device(model) if device is None else device
     image = as_chw_float(img)
     if num_classes is None:
         probe = image[:, :patch, :patch]

@@ -181,7 +181,7 @@ def plot_predictions(cfg: Config, test: Any, models: dict, path: Path) -> None:
     img = test.image(0)
     panels = [("input", img.permute(1, 2, 0).numpy()), ("ground truth", D.ids_to_colour(test.labels[0]))]
     for s, model in models.items():
-        pred = stage_predict(model, s, img, cfg).argmax(0).numpy()
+        pred = stage_predict(model, s, img, cfg).argmax(0).cpu().numpy()
         panels.append((NAMES.get(s, s), D.ids_to_colour(pred)))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
     for ax, (title, arr) in zip(axes, panels):

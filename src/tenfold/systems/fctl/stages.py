@@ -27,7 +27,7 @@ from tenfold.core.runtime import select_device
 from tenfold.systems.fctl import data as D
 from tenfold.systems.fctl.config import Config
 from tenfold.systems.fctl.model import FCtLNet, GlobalOnly, build_encoder, build_trunk
-from tenfold.systems.fctl.patching import iter_patches, merge_logits, tta_logits
+from tenfold.systems.fctl.patching import iter_patches, merge_logits, model_device, tta_logits
 
 
 @dataclass
@@ -178,14 +178,17 @@ def miou(conf: np.ndarray, classes: Sequence[int] | None = None) -> float:
 
 @torch.no_grad()
 def predict_logits(model: Callable, image: torch.Tensor, cfg: Config, context_image: torch.Tensor | None = None,
-                   tta: bool | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+                   tta: bool | None = None, device: torch.device | str | None = None) -> torch.Tensor:
     """(K, H, W) summed patch logits of `model(local, contexts)`; contexts come from `context_image` if given.
+
+    Inputs and the canvas live on `device`, by default the model's (a model loaded onto CUDA gets CUDA inputs).
 
     Shuffled-context ablation (spec 6): `context_image` = another image of the same size.
     """
     d = cfg.data
     factors = model_factors(model, cfg)
     tta = cfg.eval.use_tta if tta is None else tta
+    device = model_device(model) if device is None else device
     canvas = torch.zeros(d.num_classes, *image.shape[-2:], device=device)
     src = image if context_image is None else context_image
     ctx_iter = iter_patches(src, d.patch_size, d.min_overlap, factors, cfg.eval.test_batch)
@@ -228,5 +231,5 @@ def stage_predict(model: Any, stage: str, image: torch.Tensor, cfg: Config,
                   context_image: torch.Tensor | None = None, tta: bool | None = None) -> torch.Tensor:
     """(K, H, W) logits of one stage model on a (3, H, W) image (the global baseline runs whole-image)."""
     if stage == "global":
-        return model(image[None])[0]
+        return model(image[None].to(model_device(model)))[0]
     return predict_logits(model, image, cfg, context_image, tta)

@@ -80,12 +80,30 @@ def train_step(cfg: Config, model: torch.nn.Module, stage: str, images: SegImage
     return total
 
 
+def build_optimizer(model: torch.nn.Module, t: Any) -> torch.optim.Adam:
+    """Adam with weight decay `t.weight_decay` on the trunk and `t.context_weight_decay` on the context path.
+
+    Deviation: the official code uses one Adam group with weight decay 5e-4 everywhere. At initialisation gamma = 0,
+    so W_q, W_k, W_v, the fusion convolutions and a trainable context encoder get no loss gradient; Adam's
+    normalised step then shrinks them by about lr per step under any weight decay and they collapse in ~20 steps,
+    after which gamma's own gradient (which scales with V) vanishes and the context path never starts (issue 17,
+    measured on `single0`). The context path (everything outside `trunk.`) therefore gets `context_weight_decay`
+    (default 0, the official Q/K "no weight decay" tag honoured and extended to V, gamma, fusion and the context
+    encoders). Set `train.context_weight_decay=5e-4` for the official single group.
+    """
+    trunk = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("trunk.")]
+    context = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("trunk.")]
+    groups = [{"params": trunk, "weight_decay": t.weight_decay}]
+    if context:
+        groups.append({"params": context, "weight_decay": t.context_weight_decay})
+    return torch.optim.Adam(groups, lr=t.lr)
+
+
 def run_stage(cfg: Config, stage: str, stage_index: int, model: torch.nn.Module, images: SegImages, run: RunDir,
               device: torch.device, budget: list[int]) -> bool:
     """Train one stage from its checkpoint (if any); False when `budget` (epochs left in this call) ran out."""
     t = cfg.train
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)  # one group [code]
+    opt = build_optimizer(model, t)
     ckpt = run.load_checkpoint()
     start = 0
     if ckpt is not None and ckpt.get("stage") == stage:
