@@ -14,3 +14,44 @@ def test_quick_profile_rows(tmp_path):
     assert 50 < beats_global.method_value < 75  # README band of the quick profile
     mem = next(r for c, r in rows.items() if c.startswith("patch pipeline needs less"))
     assert mem.verdict == "holds"
+
+
+def test_context_gamma_leaves_out_the_self_branch():
+    from tenfold.systems.fctl.reproduce import context_gamma
+
+    gammas = {"lcf.branches.0.gamma": 0.9, "lcf.branches.1.gamma": -0.02, "lcf.branches.2.gamma": 0.01}
+    assert context_gamma(gammas) == 0.02  # not 0.9: branch 0 attends X to X
+
+
+def test_fusion_weights_average_every_patch_of_every_test_image(smoke_cfg):
+    """Two same-size images: the set's mean equals the mean of the two single-image means (equal patch counts)."""
+    import torch
+
+    from tenfold.systems.fctl.reproduce import fusion_weight_stats
+    from tenfold.systems.fctl.stages import build_stage_model
+
+    class Images:
+        def __init__(self, imgs):
+            self.imgs = imgs
+
+        def __len__(self):
+            return len(self.imgs)
+
+        def image(self, i):
+            return self.imgs[i]
+
+    torch.manual_seed(0)
+    model = build_stage_model(smoke_cfg, "all", {}, pretrained=False).eval()
+    with torch.no_grad():  # make the fusion weights depend on the content (at gamma = 0 every O_i is 0)
+        for p in model.lcf.fusion.parameters():
+            p.normal_(0, 0.5)
+        for branch in model.lcf.branches:
+            branch.gamma.fill_(1.0)
+    g = torch.Generator().manual_seed(1)
+    size = smoke_cfg.data.patch_size * 2
+    a, b = torch.rand(3, size, size, generator=g), torch.rand(3, size, size, generator=g) * 0.2
+    both = fusion_weight_stats(smoke_cfg, model, Images([a, b]))
+    one, two = fusion_weight_stats(smoke_cfg, model, Images([a])), fusion_weight_stats(smoke_cfg, model, Images([b]))
+    assert sum(both) == pytest.approx(1.0)
+    assert both == pytest.approx([(x + y) / 2 for x, y in zip(one, two)], abs=1e-9)
+    assert one != pytest.approx(two, abs=1e-6)  # the images differ, so a first-image-only statistic would be off

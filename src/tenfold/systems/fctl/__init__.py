@@ -12,6 +12,7 @@ Component -> file map (spec ../shared/specs/fctl.md, section 2):
   stage models and splits, mIoU (class 0 dropped), stage prediction ...... stages.py
   staged training, poly lr, resume ....................................... train.py
   peak memory, test-split evaluation, segment_file ....................... evaluate.py
+  `tenfold predict fctl`: any-size images or folders, streamed, GeoTIFF kept  predict.py
 """
 
 from tenfold.core.registry import SystemSpec, deferred
@@ -28,6 +29,7 @@ SPEC = SystemSpec(
     train=deferred("tenfold.systems.fctl.train", "train"),
     evaluate=deferred("tenfold.systems.fctl.evaluate", "evaluate"),
     reproduce=deferred("tenfold.systems.fctl.reproduce", "reproduce"),
+    predict=deferred("tenfold.systems.fctl.predict", "predict"),
     reproduce_minutes=15.0,
     dev_seeds=DEV_SEEDS,
 )

@@ -364,11 +364,34 @@ def check_split_files(source: str, files: list[Path], min_side: int, num_classes
                              f"expected ids 0..{num_classes - 1} (DeepGlobe needs 7 classes, Inria 2)")
 
 
+# ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory, GeoDoubleParams, GeoAsciiParams, GDAL nodata
+GEOTIFF_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42113)
+
+
+def geotiff_tags(path: str | Path) -> list[tuple]:
+    """The GeoTIFF tags of a TIFF's first page as tifffile `extratags` (code, dtype, count, value, writeonce)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff") or not path.is_file():
+        return []
+    import tifffile
+
+    out = []
+    with tifffile.TiffFile(path) as tif:
+        for tag in tif.pages[0].tags.values():
+            if tag.code in GEOTIFF_TAGS:
+                value = tag.value
+                count = len(value) if isinstance(value, (tuple, list)) else (len(value) + 1 if isinstance(value, str)
+                                                                             else 1)
+                out.append((tag.code, int(tag.dtype), count, value, True))
+    return out
+
+
 def write_mask(path: str | Path, labels: np.ndarray, like: str | Path | None = None, colour: bool = False) -> Path:
     """Write (H, W) ids in the input's format: TIFF -> TIFF (tifffile), PNG/JPEG -> PNG.
 
     # Design choice: a JPEG input gets a PNG mask (JPEG would corrupt label ids). `colour` writes
     DeepGlobe colours. The file is written to a temporary name and renamed, so nothing is half-written.
+    A TIFF mask of a GeoTIFF `like` carries its GeoTIFF tags (GEOTIFF_TAGS): the georeference is kept.
     """
     path = Path(path)
     suffix = Path(like).suffix.lower() if like else path.suffix.lower()
@@ -380,7 +403,7 @@ def write_mask(path: str | Path, labels: np.ndarray, like: str | Path | None = N
     if suffix in (".tif", ".tiff"):
         import tifffile
 
-        tifffile.imwrite(tmp, arr)
+        tifffile.imwrite(tmp, arr, extratags=geotiff_tags(like) if like else ())
     else:
         from PIL import Image
 
