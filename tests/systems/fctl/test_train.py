@@ -156,3 +156,11 @@ def test_the_official_single_decay_group_collapses_the_value_weights(smoke_cfg):
     cfg = override(smoke_cfg, {"train.context_weight_decay": smoke_cfg.train.weight_decay})
     before, after, _ = _context_path_after_steps(cfg)
     assert after < 0.5 * before, (before, after)  # measured: 0.0080 -> 0.0034 in 30 steps, still falling
+
+
+def test_validation_is_logged_every_val_every_epochs_and_after_the_last(tmp_path, smoke_cfg):
+    cfg = _tiny(smoke_cfg, **{"train.stages": ("local",), "train.epochs_per_stage": 5, "train.val_every": 2})
+    train(cfg, tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if "val_miou" in r] == [2, 4, 5]
+    assert all(0 <= r["val_miou"] <= 100 for r in records if "val_miou" in r)

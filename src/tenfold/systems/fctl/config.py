@@ -75,6 +75,7 @@ class TrainConfig:
     # no gradient while gamma = 0; the code decays everything (5e-4). See train.build_optimizer.
     context_weight_decay: float = 0.0
     poly_power: float = 0.9  # [code]
+    val_every: int = 5  # validation mIoU (no TTA) every 5 epochs and after the last [code]; 0 = only at the end
     start_epoch: int = 50  # `main` runs epochs 50..99 of a 100-epoch poly schedule [code, pitfall 6]
     images_per_step: int = 6  # one Adam step per 6 images, gradients accumulated over their patches [code]
     sub_batch: int = 4  # patches per forward at training [code]
@@ -92,6 +93,9 @@ class TrainConfig:
         if not self.lr > 0 or min(self.weight_decay, self.context_weight_decay, self.focal_gamma) < 0:
             raise ConfigError("train.lr must be > 0, train.weight_decay, train.context_weight_decay and "
                               "train.focal_gamma >= 0")
+        if self.val_every < 0:
+            raise ConfigError(f"train.val_every must be >= 0 (0: validate only after the last epoch), got "
+                              f"{self.val_every}")
         if self.start_epoch < 0:
             raise ConfigError(f"train.start_epoch must be >= 0, got {self.start_epoch}")
         allowed = ("local", "all", "all_ale", "global")

@@ -100,8 +100,12 @@ def build_optimizer(model: torch.nn.Module, t: Any) -> torch.optim.Adam:
 
 
 def run_stage(cfg: Config, stage: str, stage_index: int, model: torch.nn.Module, images: SegImages, run: RunDir,
-              device: torch.device, budget: list[int]) -> bool:
-    """Train one stage from its checkpoint (if any); False when `budget` (epochs left in this call) ran out."""
+              device: torch.device, budget: list[int], val: SegImages | None = None) -> bool:
+    """Train one stage from its checkpoint (if any); False when `budget` (epochs left in this call) ran out.
+
+    Every `train.val_every` epochs (and after the last) the stage is scored on `val` without TTA and the
+    validation mIoU is logged with the epoch's record (spec section 3: validation every 5 epochs) [code].
+    """
     t = cfg.train
     opt = build_optimizer(model, t)
     ckpt = run.load_checkpoint()
@@ -137,8 +141,15 @@ def run_stage(cfg: Config, stage: str, stage_index: int, model: torch.nn.Module,
             run.save_checkpoint({"stage": stage, "epoch": epoch + 1, "model": model.state_dict(),
                                  "optimizer": opt.state_dict()})
             gam = model.gammas() if isinstance(model, FCtLNet) else {}
-            run.log_metrics({"step": stage_index * t.epochs_per_stage + epoch + 1, "stage": stage,
-                             "epoch": epoch + 1, "loss_focal": float(np.mean(losses)), "lr": lr, "gammas": gam})
+            record = {"step": stage_index * t.epochs_per_stage + epoch + 1, "stage": stage, "epoch": epoch + 1,
+                      "loss_focal": float(np.mean(losses)), "lr": lr, "gammas": gam}
+            due = (t.val_every and (epoch + 1) % t.val_every == 0) or epoch + 1 == t.epochs_per_stage
+            if val is not None and due:
+                model.eval()
+                record["val_miou"] = evaluate_images(lambda i: stage_predict(model, stage, val.image(i), cfg,
+                                                                             tta=False),
+                                                     val.labels, cfg.data.num_classes)["miou"]
+            run.log_metrics(record)
             budget[0] -= 1
     finally:
         bar.close()
@@ -170,7 +181,7 @@ def train(cfg: Config, run_dir: Path, stop_after_epochs: int | None = None) -> d
             continue
         torch.manual_seed(cfg.seed * 100 + idx)  # fresh weights of a stage do not depend on a resume
         model = build_stage_model(cfg, stage, done).to(device)
-        if not run_stage(cfg, stage, idx, model, train_set, run, device, budget):
+        if not run_stage(cfg, stage, idx, model, train_set, run, device, budget, val_set):
             return {"stopped": True, "stage": stage}
         done[stage] = {k: v.cpu() for k, v in model.state_dict().items()}
         import io
