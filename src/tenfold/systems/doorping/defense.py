@@ -21,11 +21,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def median(x: torch.Tensor) -> torch.Tensor:
+    """The standard median: the mean of the two middle values for an even count (torch.median takes the lower)."""
+    return torch.quantile(x.double(), 0.5).to(x.dtype)
+
+
 def anomaly_index(norms: torch.Tensor) -> torch.Tensor:
-    """Per-class anomaly index of the mask L1 norms: |x - median| / (1.4826 * MAD) (Neural Cleanse)."""
-    med = norms.median()
-    mad = (norms - med).abs().median() * 1.4826
+    """Per-class anomaly index of the mask L1 norms: |x - median| / (1.4826 * MAD) (Neural Cleanse), with the
+    standard median in both places (10 classes: the mean of the 5th and 6th values)."""
+    med = median(norms)
+    mad = median((norms - med).abs()) * 1.4826
     return (norms - med).abs() / (mad + 1e-12)
+
+
+def flag_scores(norms: torch.Tensor) -> torch.Tensor:
+    """The anomaly index of classes whose norm is below the median, 0 for the others: Neural Cleanse flags a class
+    iff its score exceeds 2 (only anomalously *small* triggers are suspicious). Rows and flags both use this."""
+    return torch.where(norms < median(norms), anomaly_index(norms), torch.zeros_like(norms))
 
 
 def neural_cleanse(net: nn.Module, x: torch.Tensor, num_classes: int, steps: int = 300, lam: float = 0.01,
@@ -53,10 +65,10 @@ def neural_cleanse(net: nn.Module, x: torch.Tensor, num_classes: int, steps: int
     for p in net.parameters():
         p.requires_grad_(True)
     norms_t = torch.tensor(norms)
-    idx = anomaly_index(norms_t)
+    idx, score = anomaly_index(norms_t), flag_scores(norms_t)
     # A class is flagged when its norm is anomalously *small* (below the median) with index > 2.
-    flagged = [k for k in range(num_classes) if idx[k] > 2 and norms_t[k] < norms_t.median()]
-    return {"mask_l1": norms, "anomaly_index": idx.tolist(), "flagged": flagged}
+    flagged = [k for k in range(num_classes) if score[k] > 2]
+    return {"mask_l1": norms, "anomaly_index": idx.tolist(), "flag_score": score.tolist(), "flagged": flagged}
 
 
 def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -67,13 +79,22 @@ def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def strip_entropy(net: nn.Module, inputs: torch.Tensor, clean_pool: torch.Tensor, overlays: int,
-                  generator: torch.Generator) -> torch.Tensor:
-    """Mean entropy over `overlays` blends 0.5 x + 0.5 x_clean for each input (N,) (STRIP)."""
+                  generator: torch.Generator, max_blends: int = 1024) -> torch.Tensor:
+    """Mean entropy over `overlays` blends 0.5 x + 0.5 x_clean for each input (N,) (STRIP).
+
+    The N x overlays blends go through the net in chunks of at most `max_blends` (all at once needed ~75 GB for the
+    first activation at the full profile's size); the result does not depend on the chunk size.
+    """
     net.eval()
     idx = torch.randint(0, len(clean_pool), (len(inputs), overlays), generator=generator).to(clean_pool.device)
-    blends = 0.5 * inputs[:, None] + 0.5 * clean_pool[idx]  # (N, overlays, C, H, W)
-    ent = prediction_entropy(net(blends.flatten(0, 1)))  # (N*overlays,)
-    return ent.reshape(len(inputs), overlays).mean(1)
+    per_chunk = max(1, max_blends // overlays)  # inputs per chunk
+    out = []
+    for start in range(0, len(inputs), per_chunk):
+        sl = slice(start, start + per_chunk)
+        blends = 0.5 * inputs[sl, None] + 0.5 * clean_pool[idx[sl]]  # (n, overlays, C, H, W)
+        ent = prediction_entropy(net(blends.flatten(0, 1)))  # (n * overlays,)
+        out.append(ent.reshape(-1, overlays).mean(1))  # (n * overlays,) -> (n, overlays) -> (n,)
+    return torch.cat(out)
 
 
 def strip_auroc(entropy_clean: torch.Tensor, entropy_triggered: torch.Tensor) -> float:

@@ -43,7 +43,8 @@ def defense_metrics(net: nn.Module, data: ImageData, clean_x: torch.Tensor, clea
     ent_trig = strip_entropy(net, stamp(clean_in, tau, mask), clean_x, dcfg.strip_overlays, generator)
     pruned, dead = fine_prune(net, clean_x, clean_y, dcfg.prune_fraction, dcfg.finetune_epochs, generator=generator)
     after = attack_metrics(pruned, data, tau, mask, target)
-    return {"nc_anomaly_index_target": nc["anomaly_index"][target], "nc_flagged": nc["flagged"],
+    return {"nc_anomaly_index_target": nc["anomaly_index"][target], "nc_flag_score_target": nc["flag_score"][target],
+            "nc_flagged": nc["flagged"],
             "nc_target_flagged": target in nc["flagged"], "nc_mask_l1": nc["mask_l1"],
             "strip_auroc": strip_auroc(ent_clean, ent_trig), "finepruning_cta": after["cta"],
             "finepruning_asr_nontarget": after["asr_nontarget"], "finepruning_pruned": len(dead)}

@@ -158,9 +158,11 @@ def _defense_rows(cfg: Config, runs: dict, wall: dict, seed: int) -> list[Measur
     w = time.perf_counter() - t0
     d, c = out["doorping"], out["clean"]
     return [
-        _row("DOORPING evades Neural Cleanse (target class not flagged)", "anomaly index of the target class",
-             "DOORPING victim", d["nc_anomaly_index_target"], "flag threshold", 2.0, Relation("<"), seed, w,
-             f"flagged classes {d['nc_flagged']}; clean victim's target index {c['nc_anomaly_index_target']:.2f}"),
+        _row("DOORPING evades Neural Cleanse (target class not flagged)",
+             "flag score of the target class (anomaly index if its norm is below the median, else 0)",
+             "DOORPING victim", d["nc_flag_score_target"], "flag threshold", 2.0, Relation("<"), seed, w,
+             f"flagged classes {d['nc_flagged']}; target anomaly index {d['nc_anomaly_index_target']:.2f}; clean "
+             f"victim's target flag score {c['nc_flag_score_target']:.2f}"),
         _row("DOORPING evades STRIP (triggered inputs not separable by entropy)", "STRIP detection AUROC",
              "DOORPING victim", d["strip_auroc"], "detection threshold", 0.9, Relation("<"), seed, w,
              f"clean victim with the same tau: {c['strip_auroc']:.3f}"),
