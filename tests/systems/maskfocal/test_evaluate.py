@@ -111,3 +111,14 @@ def test_tau_is_selected_on_validation_never_on_test(monkeypatch):
     m = E.evaluate_model(None, cfg, val, test)
     assert seen["counts"] == [1, 2]
     assert m["tau"] == 0.5 and m["pred_counts"] == [2, 2]  # scores >= 0.5 on each test image
+
+
+def test_constant_count_reference_hand_values():
+    from tenfold.systems.maskfocal.scoring import constant_count_metrics
+
+    # val counts 10, 20, 40 -> median 20; test counts 5, 20, 120 -> |err| 15, 0, 100: MAE 115/3,
+    # RMSE sqrt((225 + 0 + 10000) / 3); buckets (edges 30, 100): sparse {5, 20} MAE 7.5, medium empty, dense 100
+    m = constant_count_metrics(np.array([10, 20, 40]), np.array([5, 20, 120]), (30.0, 100.0))
+    assert m["const_count"] == 20.0
+    assert m["const_mae"] == pytest.approx(115 / 3) and m["const_rmse"] == pytest.approx(np.sqrt(10225 / 3))
+    assert m["const_mae_sparse"] == 7.5 and np.isnan(m["const_mae_medium"]) and m["const_mae_dense"] == 100.0

@@ -121,15 +121,17 @@ def test_ddp_two_cpu_ranks_finish_with_identical_weights(tmp_path):
 
 @pytest.mark.slow
 def test_quick_reproduction_rows(tmp_path):
-    """The quick profile (<= 10 min on 2 cores): every claim row has finite numbers and the runs land in the
-    README's bands."""
+    """The quick profile (<= 10 min on 2 cores, dev seed 0): every claim row has finite numbers and a reference,
+    and the spec's slow check holds: MFL's test MAE is below the native loss's for each detector."""
     from tenfold.systems.maskfocal.reproduce import reproduce
 
     rows = reproduce("quick", 0, tmp_path)
     assert len(rows) == 16
     assert all(np.isfinite(r.method_value) and np.isfinite(r.baseline_value) for r in rows)
     assert (tmp_path / "count_scatter.png").exists() and (tmp_path / "detections_dense.png").exists()
-    mae = {r.method: r.method_value for r in rows if r.metric == "MAE (test)"}
-    mae.update({r.baseline: r.baseline_value for r in rows if r.metric == "MAE (test)"})
-    for name, value in mae.items():
-        assert value < 60, (name, value)  # README band: every quick run's test MAE is below 60
+    assert all(r.reference and np.isfinite(r.reference_value) for r in rows if r.metric.startswith(("MAE (", "RMSE")))
+    main_rows = [r for r in rows if r.metric == "MAE (test)" and r.method.endswith("-mfl")
+                 and r.baseline.endswith("-native")]
+    assert main_rows
+    for r in main_rows:
+        assert r.method_value < r.baseline_value, (r.claim, r.method_value, r.baseline_value)

@@ -100,6 +100,18 @@ def bucket_mae(pred_counts: np.ndarray, gt_counts: np.ndarray, edges: tuple[floa
     return {k: float(np.mean(np.abs(p[m] - g[m]))) if m.any() else float("nan") for k, m in sel.items()}
 
 
+def constant_count_metrics(val_counts: np.ndarray, test_counts: np.ndarray,
+                           edges: tuple[float, float]) -> dict[str, float]:
+    """The trivial counter: the validation median count for every test image -> its MAE, RMSE and bucket MAEs
+    (keys `const_mae`, `const_rmse`, `const_mae_<bucket>`, `const_count`). A detector must beat it to count."""
+    const = float(np.median(np.asarray(val_counts, dtype=np.float64)))
+    pred = np.full(len(test_counts), const)
+    mae, rmse = mae_rmse(pred, test_counts)
+    out = {"const_count": const, "const_mae": mae, "const_rmse": rmse}
+    out.update({f"const_mae_{k}": v for k, v in bucket_mae(pred, test_counts, edges).items()})
+    return out
+
+
 def choose_threshold(dets: list[Detections], gt_counts: np.ndarray, min_score: float) -> float:
     """tau minimising MAE over a grid (step 0.01 from min_score); the smallest tau wins ties."""
     grid = np.round(np.arange(max(min_score, 0.01), 1.0, 0.01), 4)
@@ -173,6 +185,7 @@ def evaluate_model(model: torch.nn.Module, cfg, val, test) -> dict[str, Any]:
         "ap50": ap50(dets, test.boxes, test.ignore, cfg.eval.max_dets) if test.has_boxes else float("nan"),
         "pred_counts": pred.tolist(), "gt_counts": test.counts.tolist()}
     metrics.update({f"mae_{k}": v for k, v in bucket_mae(pred, test.counts, cfg.eval.bucket_edges).items()})
+    metrics.update(constant_count_metrics(val.counts, test.counts, cfg.eval.bucket_edges))
     return metrics
 
 
