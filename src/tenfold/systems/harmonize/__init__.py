@@ -26,6 +26,6 @@ SPEC = SystemSpec(
     train=deferred("tenfold.systems.harmonize.train", "train"),
     evaluate=deferred("tenfold.systems.harmonize.evaluate", "evaluate"),
     reproduce=deferred("tenfold.systems.harmonize.reproduce", "reproduce"),
-    reproduce_minutes=10.0,
+    reproduce_minutes=15.0,
     dev_seeds=DEV_SEEDS,
 )

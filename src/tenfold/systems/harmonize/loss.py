@@ -34,7 +34,15 @@ LOSS_NAMES = ("ce", "wce", "wce_inverse", "focal", "dice", "tversky", "focal_tve
               "harmonize")
 
 
-def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+# Losses with a pixel-wise CE term: the validation search of `tenfold reproduce` (issue 18) tries each of them
+# with and without the focal modulation (gamma = 2) of that term; the others have no such term.
+FOCAL_CE_LOSSES = ("ce", "wce", "wce_inverse", "combo", "unified_focal", "harmonize")
+
+
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor, gamma: float = 0.0) -> torch.Tensor:
+    """BCE-with-logits; with gamma > 0 the focal modulation of both terms (2 wCE(0.5, gamma), unbalanced focal)."""
+    if gamma > 0:
+        return 2 * weighted_ce(logits, target, 0.5, gamma)
     return F.binary_cross_entropy_with_logits(logits, target.float())
 
 
@@ -95,22 +103,28 @@ def focal_tversky(logits: torch.Tensor, target: torch.Tensor, fp_weight: float =
 
 
 def combo(logits: torch.Tensor, target: torch.Tensor, c: float = 0.5, beta: float = 0.5,
-          smooth: float = 1.0) -> torch.Tensor:
-    """Taghanaki et al. 2019: c wCE(beta) - (1 - c) Dice coefficient; beta > 0.5 penalises FN more."""
-    return c * weighted_ce(logits, target, beta) - (1 - c) * dice_coefficient(logits, target, smooth)
+          smooth: float = 1.0, gamma: float = 0.0) -> torch.Tensor:
+    """Taghanaki et al. 2019: c wCE(beta) - (1 - c) Dice coefficient; beta > 0.5 penalises FN more.
+    gamma > 0: focal modulation of the wCE term (issue 18 search option)."""
+    return c * weighted_ce(logits, target, beta, gamma) - (1 - c) * dice_coefficient(logits, target, smooth)
 
 
 def unified_focal(logits: torch.Tensor, target: torch.Tensor, lam: float = 0.5, delta: float = 0.6,
-                  gamma: float = 0.5, smooth: float = 1.0) -> torch.Tensor:
+                  gamma: float = 0.5, smooth: float = 1.0, bg_gamma: float | None = None) -> torch.Tensor:
     """Yeung et al. 2022, binary form of the spec (flagged there as unverified recollection):
 
     L_mF  = -(1/N) [delta sum_{g=1} log p + (1 - delta) sum_{g=0} p^gamma log(1 - p)]  (suppression on bg only)
     mTI_c = (TP_c + s) / (TP_c + delta FN_c + (1 - delta) FP_c + s)
     L_mFT = (1 - mTI_bg) + (1 - mTI_fg)^(1 - gamma)                                      (enhancement on fg)
+
+    bg_gamma: exponent of the background suppression p^. in L_mF (default gamma). Design choice (issue 18):
+    the "focal-modulated CE term" search option sets it to the focal gamma 2; the foreground term stays
+    unmodulated, keeping the loss's asymmetry.
     """
     g = target.float()
     p = torch.sigmoid(logits)
-    l_mf = -(delta * g * F.logsigmoid(logits) + (1 - delta) * (1 - g) * p**gamma * F.logsigmoid(-logits)).mean()
+    bg_gamma = gamma if bg_gamma is None else bg_gamma
+    l_mf = -(delta * g * F.logsigmoid(logits) + (1 - delta) * (1 - g) * p**bg_gamma * F.logsigmoid(-logits)).mean()
     tp, fp, fn, tn = confusion_counts(logits, target)
     # Background class: its TP is TN, its FN is the foreground FP and its FP the foreground FN.
     mti_bg = (tn + smooth) / (tn + delta * fp + (1 - delta) * fn + smooth).clamp_min(EPS)
@@ -171,13 +185,18 @@ def build_criterion(name: str, foreground_ratio: float = 1e-3, wce_weight: float
                     combo_beta: float = 0.5, uf_lambda: float = 0.5, uf_delta: float = 0.6, uf_gamma: float = 0.5,
                     focal_alpha: float = 0.25, focal_gamma: float = 2.0, harmonize_lambda: float = 0.5,
                     use_focal_ce: bool = False, smooth: float = 1.0) -> nn.Module:
-    """The loss of spec section 6's grid by name; `foreground_ratio` (IR of the training set) sets wce_inverse."""
+    """The loss of spec section 6's grid by name; `foreground_ratio` (IR of the training set) sets wce_inverse.
+
+    use_focal_ce: focal modulation (focal_gamma) of the pixel-wise CE term of every loss in FOCAL_CE_LOSSES
+    (issue 18: the same option for every loss that has such a term); no effect on the others.
+    """
+    g = focal_gamma if use_focal_ce else 0.0
     if name == "ce":
-        return BaselineLoss("ce", cross_entropy)
+        return BaselineLoss("ce", cross_entropy, gamma=g)
     if name == "wce":
-        return BaselineLoss("wce", weighted_ce, w=wce_weight)
+        return BaselineLoss("wce", weighted_ce, w=wce_weight, gamma=g)
     if name == "wce_inverse":
-        return BaselineLoss("wce", weighted_ce, w=inverse_frequency_weight(foreground_ratio))
+        return BaselineLoss("wce", weighted_ce, w=inverse_frequency_weight(foreground_ratio), gamma=g)
     if name == "focal":
         return BaselineLoss("focal", focal, alpha=focal_alpha, gamma=focal_gamma)
     if name == "dice":
@@ -188,10 +207,10 @@ def build_criterion(name: str, foreground_ratio: float = 1e-3, wce_weight: float
         return BaselineLoss("focal_tversky", focal_tversky, fp_weight=tversky_fp, fn_weight=tversky_fn,
                             exponent=ft_exponent, smooth=smooth)
     if name == "combo":
-        return BaselineLoss("combo", combo, c=combo_c, beta=combo_beta, smooth=smooth)
+        return BaselineLoss("combo", combo, c=combo_c, beta=combo_beta, smooth=smooth, gamma=g)
     if name == "unified_focal":
         return BaselineLoss("unified_focal", unified_focal, lam=uf_lambda, delta=uf_delta, gamma=uf_gamma,
-                            smooth=smooth)
+                            smooth=smooth, bg_gamma=focal_gamma if use_focal_ce else None)
     if name == "harmonize":
         return HarmonizedCompoundLoss(0.5, harmonize_lambda, ft_exponent, use_focal_ce, focal_gamma, smooth)
     raise InputError(f"loss must be one of {LOSS_NAMES}, got {name!r}")

@@ -48,6 +48,27 @@ def threshold_sweep(logits: torch.Tensor, masks: torch.Tensor) -> dict[str, torc
     return {"logit_threshold": SWEEP_LOGITS.clone(), "tp": tp, "fp": fp, "fn": fn}
 
 
+def validation_threshold(logits: torch.Tensor, masks: torch.Tensor) -> float:
+    """The logit threshold of `SWEEP_LOGITS` with the highest F1 on the given (validation) set.
+
+    Issue 18 baseline "CE + threshold tuned on validation": chosen on validation only, then applied to test
+    (`metrics_at_logit`). Design choice: ties go to the highest threshold, as for the oracle F1; a set where no
+    threshold finds a foreground pixel (F1 0 everywhere) gets the top of the grid (predicts nothing).
+    """
+    sweep = threshold_sweep(logits, masks)
+    denom = 2 * sweep["tp"] + sweep["fp"] + sweep["fn"]
+    f1 = torch.where(denom > 0, 2 * sweep["tp"] / denom.clamp_min(1), torch.zeros_like(denom))
+    return float(SWEEP_LOGITS[int(torch.nonzero(f1 == f1.max()).max())])
+
+
+def metrics_at_logit(logits: torch.Tensor, masks: torch.Tensor, logit_threshold: float) -> dict[str, float]:
+    """Precision, recall, F1, IoU, OI of the hard prediction z >= logit_threshold (dataset-level counts)."""
+    pred = logits.flatten() >= logit_threshold
+    g = masks.flatten() > 0.5
+    tp, fp, fn = float((pred & g).sum()), float((pred & ~g).sum()), float((~pred & g).sum())
+    return {**prf(tp, fp, fn), "oi": output_imbalance(fp, fn), "logit_threshold": float(logit_threshold)}
+
+
 def segmentation_metrics(logits: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5) -> dict[str, Any]:
     """All component-9 metrics of a set: logits and masks (N, 1, H, W)."""
     tp, fp, fn, _ = (float(c) for c in confusion_counts(logits, masks, threshold))
