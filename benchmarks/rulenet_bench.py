@@ -5,6 +5,9 @@ Paper: Li et al., "Deep Explainable Learning with Graph Based Data Assessing and
 
 Command:  python benchmarks/rulenet_bench.py [--items 4000] [--repeats 3] [--threads 2]
 Expected: about 1-2 minutes on 2 CPU cores at the defaults.
+Command:  python benchmarks/rulenet_bench.py --knn 10000,100000,1000000 [--threads 2]
+          the knn_rows graph (k = 6 over 5-channel rows): the kd-tree index vs the O(N^2) chunked cdist, seconds
+          (cdist only up to --knn-exact-max rows, 100k by default: it is quadratic); one run each.
 
 What is measured (same generated items, M = 16 observations of 5 channels + 1 quality channel, for every model):
     rulenet train   one joint-phase epoch (link=search: GNN + rule network + search linking), items / s
@@ -36,13 +39,37 @@ from tenfold.systems.rulenet.train import make_optimizer, run_epoch
 
 
 
+def knn_bench(sizes: list[int], exact_max: int) -> None:
+    """Seconds of knn_rows_graph (k = 6) at each size, index vs exact, on standard-normal 5-channel rows."""
+    from tenfold.systems.rulenet.graph import knn_rows_graph
+
+    knn_rows_graph(torch.randn(100, 5), 6, method="index")  # warm-up: the scikit-learn import is not timed
+    print("rows\tindex_s\texact_s\tratio")
+    for n in sizes:
+        x = torch.randn(n, 5, generator=torch.Generator().manual_seed(0))
+        t0 = time.perf_counter()
+        knn_rows_graph(x, 6, method="index")
+        t_index = time.perf_counter() - t0
+        t_exact = float("nan")
+        if n <= exact_max:
+            t0 = time.perf_counter()
+            knn_rows_graph(x, 6, method="exact")
+            t_exact = time.perf_counter() - t0
+        print(f"{n}\t{t_index:.2f}\t{t_exact:.2f}\t{t_exact / t_index:.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--items", type=int, default=4000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--knn", type=str, default="", help="comma-separated row counts: the knn_rows graph benchmark")
+    ap.add_argument("--knn-exact-max", type=int, default=100_000)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.knn:
+        knn_bench([int(v) for v in args.knn.split(",")], args.knn_exact_max)
+        return
     n = args.items
     cfg = make_config(Config, PROFILES, "quick", {"data.num_train": n, "data.num_val": 1000, "data.num_test": n})
     t0 = time.perf_counter()

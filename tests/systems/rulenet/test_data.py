@@ -13,21 +13,32 @@ from tenfold.systems.rulenet.data import (SHIFTS, TRUE_RULES, frames_to_items, i
 from tenfold.systems.rulenet.rules import parse_rules, predict_hard
 
 
-def test_failure_mode_counts_per_10k_within_tolerances():
-    # spec 4.1 targets 115 / 95 / 98 / 46 / 19 (HDF / PWF / OSF / TWF / RNF). Our generator (spec's linear rpm model,
-    # rpm residual sd 86) gives ~140 / ~150 / ~100 / ~50 / ~20: PWF is the documented deviation (README), so its
-    # band is wider; the others are within +-40 % (Poisson sd of a count of 100 is 10).
+def _mode_counts() -> dict[str, float]:
     counts = {k: [] for k in ("HDF", "PWF", "OSF", "TWF", "RNF")}
     for seed in (0, 1):
         lat = make_latent(10_000, np.random.default_rng(seed))
         for k in counts:
             counts[k].append(int(lat[k].sum()))
-    mean = {k: np.mean(v) for k, v in counts.items()}
+    return {k: float(np.mean(v)) for k, v in counts.items()}
+
+
+def test_failure_mode_counts_per_10k_within_tolerances():
+    # spec 4.1 targets 115 / 95 / 98 / 46 / 19 (HDF / PWF / OSF / TWF / RNF); HDF, OSF, TWF within +-40 %, RNF
+    # (a count of ~19) within +-60 %. PWF is the documented deviation (README: ~150 per 10k with the spec's linear
+    # rpm model): its band is pinned to that value, 150 +- 25 (about 3 Poisson sd of a mean of two counts of
+    # 150: sqrt(150 / 2) = 8.7), not widened around the spec's 95; the spec's band is the strict xfail below.
+    mean = _mode_counts()
     assert 115 * 0.6 <= mean["HDF"] <= 115 * 1.4, mean
-    assert 95 * 0.6 <= mean["PWF"] <= 95 * 1.8, mean
+    assert 125 <= mean["PWF"] <= 175, mean
     assert 98 * 0.6 <= mean["OSF"] <= 98 * 1.4, mean
     assert 46 * 0.6 <= mean["TWF"] <= 46 * 1.4, mean
     assert 19 * 0.4 <= mean["RNF"] <= 19 * 1.6, mean
+
+
+@pytest.mark.xfail(strict=True, reason="documented deviation: PWF ~150 per 10k, not the spec's 95 (README)")
+def test_pwf_count_matches_the_spec_within_40_percent():
+    # if the generator is ever fixed this passes, the strict xfail fails, and the README's deviation must go
+    assert 95 * 0.6 <= _mode_counts()["PWF"] <= 95 * 1.4
 
 
 def test_marginals_and_rpm_torque_correlation():

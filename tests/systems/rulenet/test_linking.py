@@ -93,3 +93,14 @@ def test_search_moves_pi_toward_the_inliers_on_a_toy_flip():
     with torch.no_grad():
         after = kl_link(inlier, torch.softmax(logits - 1.0 * logits.grad, -1), mask)
     assert float(after) < float(before)
+
+
+def test_link_loss_is_the_batch_mean_with_zero_for_items_without_a_target():
+    # 3 wrong items of a batch of 8 with KL 0.2, 0.4, 0.6; the second has no target (found = False):
+    # (0.2 + 0.6) / 8 = 0.1  (the mean over the two kept wrong items would be 0.4)
+    from tenfold.systems.rulenet.loss import link_loss
+
+    kl = torch.tensor([0.2, 0.4, 0.6], dtype=torch.float64)
+    out = link_loss(kl, torch.tensor([True, False, True]), batch_size=8)
+    torch.testing.assert_close(out, torch.tensor(0.1, dtype=torch.float64))
+    assert link_loss(kl[:0], torch.zeros(0, dtype=torch.bool), 8).item() == 0.0  # no wrong item: 0

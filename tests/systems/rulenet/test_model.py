@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch.testing import assert_close
 
@@ -127,9 +128,10 @@ def test_graph_weights_hand_computed_and_padding():
     assert_close(adj, expected)
 
 
-def test_knn_rows_graph_matches_a_loop():
+@pytest.mark.parametrize("method", ["index", "exact"])
+def test_knn_rows_graph_matches_a_loop(method):
     x = torch.tensor([[0.0], [1.0], [5.0], [5.5]])
-    idx, w = knn_rows_graph(x, k=1)
+    idx, w = knn_rows_graph(x, k=1, method=method)
     assert idx[:, 0].tolist() == [1, 0, 3, 2]
     # neighbour distances 1, 1, 0.5, 0.5 -> sigma = their median; torch takes the lower middle value, 0.5
     sigma = float(torch.tensor([1.0, 1.0, 0.5, 0.5]).median())
@@ -144,3 +146,43 @@ def test_gradient_reaches_every_trainable_parameter():
     net.logits(P).sum().backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and torch.any(p.grad != 0), name
+
+
+def _rulenet(text: str):
+    from tenfold.systems.rulenet.model import RuleNet
+
+    rs = parse_rules(text)
+    chans = ("x", "y")
+    return RuleNet(rs, chans, torch.zeros(2), torch.ones(2), {f: 0.0 for f in rs.numeric_features},
+                   {f: 1.0 for f in rs.numeric_features}, num_quality=0, hidden=4, num_layers=1)
+
+
+def test_rule_with_every_atom_gated_off_is_reported_in_export_and_explain():
+    # rule 2 (y > 0 & x < 5) has both atoms gated off (g = 0.2, 0.1 < 0.5): it is off, and both the export and
+    # explain() say why; rule 1 keeps w = 1 and its atom, so x = 1 > 0 fires it.
+    from tenfold.systems.rulenet.export import explain_item, export_rules, learned_ruleset
+
+    model = _rulenet("default : ok\nfail : x > 0\nfail : y > 0 & x < 5\n")
+    with torch.no_grad():
+        model.rules.gates.copy_(torch.tensor([1.0, 0.2, 0.1], dtype=torch.float64))
+    rs, report = learned_ruleset(model)
+    assert len(rs.rules) == 1 and [it["disabled_reason"] for it in report] == ["", "all atoms gated off (g < 0.5)"]
+    text = export_rules(model)
+    assert "# disabled (all atoms gated off (g < 0.5)): fail : y > 0.0 & x < 5.0" in text
+    ex = explain_item(model, torch.tensor([1.0, 1.0]), torch.zeros(0), {})
+    assert ex["prediction"] == "fail" and ex["rule"] == "fail : x > 0.0"
+    assert ex["disabled_rules"] == [{"rule": "fail : y > 0.0 & x < 5.0", "reason": "all atoms gated off (g < 0.5)"}]
+    # the hard decision agrees: y = 1 > 0 alone does not fire the gated-off rule (x = -1 fails rule 1) -> ok
+    c, _ = model.rules.combine(model.rules.hard_atoms(torch.tensor([[-1.0, 1.0]], dtype=torch.float64),
+                                                      torch.zeros(1, 3)), hard=True)
+    assert model.rules.hard_decision(c).tolist() == [1]
+
+
+def test_knn_rows_index_equals_the_exact_cdist_search():
+    # the kd-tree index (default) and the O(N^2) chunked cdist give the same neighbours, in the same order, and
+    # the same weights, on continuous random rows (no distance ties); chunk 97 exercises the chunk borders
+    x = torch.randn(600, 5, generator=torch.Generator().manual_seed(3))
+    i1, w1 = knn_rows_graph(x, k=6, method="index")
+    i2, w2 = knn_rows_graph(x, k=6, chunk=97, method="exact")
+    assert torch.equal(i1, i2) and i1.shape == (600, 6) and not (i1 == torch.arange(600)[:, None]).any()
+    assert_close(w1, w2, atol=1e-5, rtol=1e-5)

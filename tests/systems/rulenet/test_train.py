@@ -78,17 +78,47 @@ def test_export_reparsed_gives_bit_identical_predictions(tmp_path):
     assert 5.0 < th["dT"]["learned"] < 12.0  # reported in kelvin, not in std units
 
 
-@pytest.mark.parametrize("overrides", [{"train.link": "ste"}, {"train.link": "graft"},
-                                       {"train.link": "search", "train.search_with_graft": False},
-                                       {"train.use_soft_inference": True, "train.link": "graft"},
-                                       {"model.pooling": "median"}, {"model.graph_mode": "knn_rows"},
-                                       {"model.use_learned_gates": True, "data.expert_rules": "noisy_spurious"},
-                                       {"model.use_hard_assessment": True}])
-def test_variants_train_with_finite_losses(tmp_path, overrides):
-    metrics = train(_cfg(**overrides), tmp_path)
-    losses = [v for r in RunDir(tmp_path).read_metrics() for k, v in r.items() if k.startswith("loss_")]
-    assert losses and all(np.isfinite(losses))
-    assert 0.0 <= metrics["f1"] <= 1.0 and metrics["learned_rules"]
+@pytest.fixture(scope="module")
+def warm_only_assessor(tmp_path_factory):
+    """The assessor after the warm-up alone (same seed and data as every variant below)."""
+    _, model, _ = train_model(_cfg(**{"train.joint_epochs": 0, "train.rule_epochs": 0}),
+                              tmp_path_factory.mktemp("warm"))
+    return model.assessor.state_dict()
+
+
+# (overrides, loss terms the variant must log, whether its joint phase must move the GNN)
+VARIANTS = [({"train.link": "ste"}, {"loss_rule", "loss_anchor", "loss_warmup"}, True),
+            ({"train.link": "graft"}, {"loss_rule", "loss_anchor", "loss_warmup"}, True),
+            ({"train.link": "search", "train.search_with_graft": False},
+             {"loss_rule", "loss_anchor", "loss_warmup", "loss_link"}, True),
+            ({"train.use_soft_inference": True, "train.link": "graft"}, {"loss_rule", "loss_anchor", "loss_warmup"},
+             True),
+            ({"model.pooling": "median"}, {"loss_rule", "loss_anchor"}, False),
+            ({"model.graph_mode": "knn_rows"}, {"loss_rule", "loss_anchor", "loss_warmup", "loss_link"}, True),
+            ({"model.use_learned_gates": True, "data.expert_rules": "noisy_spurious"},
+             {"loss_rule", "loss_anchor", "loss_warmup", "loss_link", "loss_gate"}, True),
+            # Known limitation (README "Not done"): top-k uniform weights carry no gradient, so with hard assessment
+            # the joint phase trains the rules only and the GNN stays as the warm-up left it.
+            ({"model.use_hard_assessment": True}, {"loss_rule", "loss_anchor", "loss_warmup", "loss_link"}, False),
+            ({"train.link": "none"}, {"loss_rule", "loss_anchor", "loss_warmup"}, False)]
+
+
+@pytest.mark.parametrize("overrides,terms,moves_gnn", VARIANTS)
+def test_variants_log_their_terms_train_the_rules_and_link_the_gnn(tmp_path, overrides, terms, moves_gnn,
+                                                                   warm_only_assessor):
+    # Each variant does what its name says: the loss terms it logs are exactly its own, every logged loss is
+    # finite, the thresholds left the expert values, and the joint phase moves the GNN iff a link reaches it
+    # (knn_rows builds a different graph and median pooling has no GNN: no comparison for those).
+    metrics, model, _ = train_model(_cfg(**overrides), tmp_path)
+    records = RunDir(tmp_path).read_metrics()
+    logged = {k for r in records for k in r if k.startswith("loss_")}
+    assert logged == terms
+    assert all(np.isfinite(r[k]) for r in records for k in r if k.startswith("loss_"))
+    assert not torch.equal(model.rules.theta, model.rules.theta_expert)
+    if overrides.get("model.pooling", "gnn") == "gnn" and "model.graph_mode" not in overrides:
+        same = all(torch.equal(v, model.assessor.state_dict()[k]) for k, v in warm_only_assessor.items())
+        assert same != moves_gnn
+    assert 0.0 <= metrics["f1"] <= 1.0 and parse_rules(metrics["learned_rules"]).rules
 
 
 def _write_real(tmp_path, n=400, seed=4, rules=NOISY_EXPERT_RULES):
@@ -202,14 +232,21 @@ def test_multiclass_iris_noisy_observations_estimator():
     obs = pd.DataFrame(rows, columns=["item_id", "obs_idx", *X.columns])
     items = pd.DataFrame({"item_id": np.arange(len(X)), "label": names})
     rules = "default : versicolor\nsetosa : petal_length < 2.45\nvirginica : petal_width > 1.75\n"
-    clf = RuleNetClassifier("smoke", {"train.warmup_epochs": 1, "train.rule_epochs": 2, "train.joint_epochs": 2,
+    clf = RuleNetClassifier("smoke", {"train.warmup_epochs": 2, "train.rule_epochs": 3, "train.joint_epochs": 5,
                                       "train.batch_size": 32})
     clf.fit(obs, items, rules)
     assert clf.classes_ == ["setosa", "virginica", "versicolor"]
     pred = clf.predict(obs, items)
     rs = parse_rules(clf.export_rules())
     assert np.array_equal(np.asarray(rs.classes)[predict_hard(rs, clf.key_features(obs, items))], pred)
-    assert np.mean(pred == names) > 0.8  # the hand rules alone reach 0.96 on clean rows
+    # The hand rules reach 0.96 on the clean rows (spec 4.2) but only 0.893 on the mean of the noisy observations
+    # (both computed here); rulenet must beat the hand rules on the same noisy observations (measured 0.913).
+    hand = parse_rules(rules)
+    clean = np.asarray(hand.classes)[predict_hard(hand, {c: X[c].to_numpy() for c in X.columns})]
+    mean = obs.groupby("item_id")[list(X.columns)].mean()
+    noisy = np.asarray(hand.classes)[predict_hard(hand, {c: mean[c].to_numpy() for c in X.columns})]
+    assert np.mean(clean == names) == pytest.approx(0.96)
+    assert np.mean(pred == names) > np.mean(noisy == names)
 
 
 def test_reproduce_smoke_rows_and_plots(tmp_path, capsys):
@@ -219,10 +256,119 @@ def test_reproduce_smoke_rows_and_plots(tmp_path, capsys):
     assert code == 0
     payload = json.loads((tmp_path / "claims.json").read_text())
     claims = payload["claims"]
-    assert len(claims) >= 13 and all(c["system"] == "rulenet" and c["seeds"] == [2] for c in claims)
+    assert len(claims) >= 16 and all(c["system"] == "rulenet" and c["seeds"] == [2] for c in claims)
     # one seed: every learned claim is inconclusive by the noise rule; the two checks are judged
     assert all(c["verdict"] == "inconclusive" for c in claims if c["kind"] == "claim")
     assert sum(c["kind"] == "check" for c in claims) == 2
+    # issue 20: search only, graft only and search + graft each against link = none
+    linking = {c["method"] for c in claims if c["baseline"] == "frozen GNN (link=none)"}
+    assert linking == {"rulenet (search + graft)", "rulenet (search only)", "rulenet (graft only)"}
+    for c in claims:  # every F1 row has the majority-class reference (F1 0) and both arms' budgets
+        if c["metric"] == "failure F1, iid test":
+            assert c["reference"] == "majority class (never failure)" and c["reference_values"] == [0.0]
+            assert "epoch_budget" in c["budget"]["method"]
+    ens = next(c for c in claims if c["baseline"] == "deep ensemble" and c["metric"] == "failure F1, iid test")
+    assert ens["budget"]["method"]["epoch_budget"] == ens["budget"]["baseline"]["epoch_budget"] == 3
+    th = [c for c in claims if c["claim"].startswith("Learned thresholds")]
+    assert {c["method"] for c in th} == {"rulenet (search + graft)", "rulenet (pos_weight=25)"}
+    assert (tmp_path / "rulenet" / "seed-2" / "ensemble_convergence.tsv").exists()
     folder = tmp_path / "rulenet" / "seed-2"
     assert {p.name for p in folder.glob("*.png")} == {"f1_per_shift.png", "thresholds.png"}
     parse_rules((folder / "learned_rules.txt").read_text())
+
+
+def test_threshold_support_and_supported_error_hand_computed():
+    # Three latent items (grade L): (1) dT = 8 < 8.6 and rpm 1300 < 1380: HDF; power 40*1300*2pi/60 = 5445 W;
+    # (2) dT 10, torque 20, rpm 1500: power 3141.6 < 3500: PWF low; (3) torque 70, rpm 1500: power 10996 > 9000:
+    # PWF high, and strain 200 * 70 = 14000 > 11000 (grade L): OSF-L. True-rule supports: 1, 1, 1, 1, 0, 0.
+    from tenfold.systems.rulenet.data import ItemData
+    from tenfold.systems.rulenet.pipeline import supported_threshold_error, true_rule_support
+
+    lat = {"T_air": np.array([300.0, 300.0, 300.0]), "T_proc": np.array([308.0, 310.0, 310.0]),
+           "rpm": np.array([1300.0, 1500.0, 1500.0]), "torque": np.array([40.0, 20.0, 70.0]),
+           "wear": np.array([0.0, 0.0, 200.0])}
+    data = ItemData(torch.zeros(3, 1, 5), torch.ones(3, 1, dtype=torch.bool), torch.zeros(3, 1, 1),
+                    {"grade": np.array(["L", "L", "L"])}, torch.zeros(3, dtype=torch.long),
+                    ("T_air", "T_proc", "rpm", "torque", "wear"), latent=lat)
+    support = true_rule_support(data)
+    assert support == [1, 1, 1, 1, 0, 0]
+    rows = [{"rule": 0, "feature": "dT", "true": 8.6, "rel_error": 0.01, "expert_rel_error": 0.09},
+            {"rule": 3, "feature": "strain", "true": 11000.0, "rel_error": 0.03, "expert_rel_error": 0.10},
+            {"rule": 4, "feature": "strain", "true": 12000.0, "rel_error": 0.20, "expert_rel_error": 0.08},
+            {"rule": 1, "feature": "power"}]  # no true counterpart: never counted
+    err, left = supported_threshold_error(rows, support)
+    assert err == 0.03 and left == ["strain (rule 4, support 0)"]  # max(0.01, 0.03); rule 4 left out
+    assert supported_threshold_error(rows, support, "expert_rel_error")[0] == 0.10
+
+
+def test_ensemble_member_early_stops_and_keeps_its_best_validation_epoch(tmp_path):
+    # Within a budget of 6 epochs with patience 1, a member stops after the first epoch without a new best val BCE
+    # and keeps the best epoch's weights: its val BCE afterwards equals the minimum of its history.
+    from tenfold.systems.rulenet.baselines import EnsembleMember, _bce, static_onehot, train_member
+
+    _, _, ctx = train_model(_cfg(**{"train.joint_epochs": 0, "train.warmup_epochs": 0}), tmp_path)
+    tr, va = ctx["prepared"]["train"], ctx["prepared"]["val"]
+    levels = {"grade": ["H", "L", "M"]}
+    torch.manual_seed(0)
+    m = EnsembleMember(tr.tensors["obs"].shape[-1] + tr.tensors["quality"].shape[-1], 3, hidden=8, num_layers=1,
+                       head=8)
+    hist = train_member(m, tr, static_onehot(tr, levels), 6, 64, 3e-2, torch.Generator().manual_seed(0), va,
+                        static_onehot(va, levels), patience=1)
+    n, best = hist["epochs_trained"], hist["best_epoch"]
+    assert len(hist["val_loss"]) == n <= 6 and best == int(np.argmin(hist["val_loss"])) + 1
+    assert n == 6 or n == best + 1  # ran out of budget, or stopped one epoch after the best
+    assert _bce(m, va, static_onehot(va, levels)) == pytest.approx(min(hist["val_loss"]), rel=1e-6)
+
+
+@pytest.mark.parametrize("default_line", ["", "default : normal\n"])
+def test_binary_task_whose_items_name_their_negative_class(tmp_path, default_line):
+    # Items labelled failure / ok, rules only for `failure` with no default line (implied `not_failure`) or with
+    # `default : normal`: `ok` is the one label no rule names, so it is the negative class (issue 20), not refused.
+    rules = default_line + "\n".join(line for line in NOISY_EXPERT_RULES.splitlines() if not line.startswith("default"))
+    sets = _write_real(tmp_path, n=300, rules=rules + "\n")
+    overrides = dict(s.split("=", 1) for s in sets)
+    cfg = _cfg(**overrides)
+    ctx = prepare_run(cfg)
+    assert ctx["ruleset"].classes == ["failure", "ok"] and ctx["ruleset"].default == "ok"
+    labels = ctx["prepared"]["train"].tensors["labels"].numpy()
+    assert set(labels.tolist()) <= {0, 1} and (labels == 1).mean() > 0.8  # ok = index 1, the majority
+
+
+def test_two_unnamed_labels_are_still_refused():
+    from tenfold.systems.rulenet.pipeline import negative_class
+
+    rs = parse_rules("failure : x > 1\n")
+    assert negative_class(rs, ["failure", "ok"]).default == "ok"
+    assert negative_class(rs, ["failure", "ok", "other"]).default == "not_failure"  # ambiguous: unchanged
+    assert negative_class(parse_rules("default : ok\nfailure : x > 1\n"), ["failure", "ok"]).default == "ok"
+
+
+def test_estimator_save_load_round_trip_and_refuses_a_pickle(tmp_path):
+    # save -> load gives bit-identical predictions, probabilities, export and explanation; weights.pt replaced by
+    # a pickle that would run code on load is refused (torch.load(weights_only=True)), nothing is executed.
+    import pickle
+
+    from tenfold.core.errors import InputError
+    from tenfold.systems.rulenet.estimator import RuleNetClassifier
+
+    obs, items = items_to_frames(make_machining(400, seed=9))
+    clf = RuleNetClassifier("smoke", {"train.warmup_epochs": 1, "train.rule_epochs": 1, "train.joint_epochs": 1})
+    clf.fit(obs, items, NOISY_EXPERT_RULES)
+    clf.save(tmp_path / "m")
+    back = RuleNetClassifier.load(tmp_path / "m")
+    assert np.array_equal(back.predict(obs, items), clf.predict(obs, items))
+    assert np.array_equal(back.predict_proba(obs, items), clf.predict_proba(obs, items))
+    assert back.export_rules() == clf.export_rules() and back.classes_ == clf.classes_
+    assert back.explain(3, obs, items) == clf.explain(3, obs, items)
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, ("open(%r, 'w').write('ran')" % str(tmp_path / "pwned"),))
+
+    (tmp_path / "m" / "weights.pt").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(InputError, match="weights.pt"):
+        RuleNetClassifier.load(tmp_path / "m")
+    assert not (tmp_path / "pwned").exists()
+    (tmp_path / "m" / "estimator.json").write_text('{"format": "something else"}')
+    with pytest.raises(InputError, match="not a saved RuleNetClassifier"):
+        RuleNetClassifier.load(tmp_path / "m")

@@ -5,7 +5,8 @@ Paper: Li et al., "Deep Explainable Learning with Graph Based Data Assessing and
     DeepEnsemble   5 members (Lakshminarayanan et al. 2017), each the same GNN encoder as rulenet's assessor,
                    masked mean + max pooling over observations, static attributes one-hot, MLP 64-64 head;
                    independent seeds; averaged probabilities; the decision threshold is chosen on validation
-                   (F1-optimal), which helps the black box, not us.
+                   (F1-optimal), which helps the black box, not us. In `reproduce` each member early-stops on
+                   validation BCE within rulenet's epoch budget (issue 20: equal budgets).
     GBDT peer      scikit-learn HistGradientBoostingClassifier on per-item summary statistics (mean, median,
                    std, min, max of every channel, quality mean, static one-hot), threshold chosen on validation.
     imodels peer   FIGSClassifier (interpretable rule / tree sums) on the same statistics, when installed.
@@ -14,6 +15,7 @@ The pooled-rule and frozen-GNN ablations are rulenet configs (model.pooling, tra
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -57,6 +59,7 @@ class DeepEnsemble:
 
     def __init__(self, members: list[EnsembleMember], levels: dict[str, list[str]]) -> None:
         self.members, self.levels, self.threshold = members, levels, 0.5
+        self.history: list[dict[str, Any]] = []
 
     @torch.no_grad()
     def member_probas(self, p: Prepared, batch_size: int = 4096) -> torch.Tensor:
@@ -86,13 +89,30 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(grid[int(np.argmax(f1s))])
 
 
+def _bce(member: EnsembleMember, p: Prepared, onehot: torch.Tensor, batch_size: int = 4096) -> float:
+    """Mean BCE of one member on a split (the early-stopping criterion)."""
+    target = (p.tensors["labels"] == 0).float()
+    member.eval()
+    with torch.no_grad():
+        z = torch.cat([member({k: v[s:s + batch_size] for k, v in p.tensors.items()}, onehot[s:s + batch_size])
+                       for s in range(0, len(p), batch_size)])
+    return float(nn.functional.binary_cross_entropy_with_logits(z, target))
+
+
 def train_member(member: EnsembleMember, train: Prepared, onehot: torch.Tensor, epochs: int, batch_size: int,
-                 lr: float, gen: torch.Generator) -> None:
+                 lr: float, gen: torch.Generator, val: Prepared | None = None, val_onehot: torch.Tensor | None = None,
+                 patience: int = 3) -> dict[str, Any]:
+    """Adam on BCE for at most `epochs` epochs. With `val`: early stopping on the validation BCE (Design choice,
+    issue 20: the same epoch budget as rulenet and a best-validation-epoch selection): the best epoch's weights are
+    kept, and training stops after `patience` epochs without a new best. Returns the convergence history."""
     opt = torch.optim.Adam(member.parameters(), lr=lr)
     target = (train.tensors["labels"] == 0).float()
-    member.train()
-    for _ in range(epochs):
+    hist: dict[str, Any] = {"train_loss": [], "val_loss": [], "best_epoch": epochs}
+    best, best_state, since = float("inf"), None, 0
+    for epoch in range(epochs):
+        member.train()
         perm = torch.randperm(len(train), generator=gen)
+        total, nb = 0.0, 0
         for s in range(0, len(perm), batch_size):
             idx = perm[s:s + batch_size]
             batch = {k: v[idx] for k, v in train.tensors.items()}
@@ -100,20 +120,42 @@ def train_member(member: EnsembleMember, train: Prepared, onehot: torch.Tensor, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            total, nb = total + float(loss.detach()), nb + 1
+        hist["train_loss"].append(total / max(nb, 1))
+        if val is None:
+            continue
+        vl = _bce(member, val, val_onehot)
+        hist["val_loss"].append(vl)
+        if vl < best:
+            best, best_state, since, hist["best_epoch"] = vl, copy.deepcopy(member.state_dict()), 0, epoch + 1
+        else:
+            since += 1
+            if since >= patience:
+                break
+    if best_state is not None:
+        member.load_state_dict(best_state)
+    hist["epochs_trained"] = len(hist["train_loss"])
+    return hist
 
 
 def fit_deep_ensemble(train: Prepared, val: Prepared, num_members: int, epochs: int, seed: int, hidden: int = 32,
-                      num_layers: int = 2, head: int = 64, batch_size: int = 256, lr: float = 1e-3) -> DeepEnsemble:
+                      num_layers: int = 2, head: int = 64, batch_size: int = 256, lr: float = 1e-3,
+                      patience: int | None = None) -> DeepEnsemble:
+    """`epochs` is the epoch budget of each member; with `patience` each member early-stops on validation BCE
+    (`train_member`); the histories are kept in `ensemble.history`."""
     levels = {k: sorted(set(np.asarray(v).astype(str).tolist())) for k, v in train.data.static.items()}
-    onehot = static_onehot(train, levels)
+    onehot, val_onehot = static_onehot(train, levels), static_onehot(val, levels)
     dim_in = train.tensors["obs"].shape[-1] + train.tensors["quality"].shape[-1]
-    members = []
+    members, history = [], []
     for j in range(num_members):
         torch.manual_seed(seed * 1000 + j)  # independent initialisation per member
         member = EnsembleMember(dim_in, onehot.shape[1], hidden, num_layers, head)
-        train_member(member, train, onehot, epochs, batch_size, lr, torch.Generator().manual_seed(seed * 1000 + j))
+        history.append(train_member(member, train, onehot, epochs, batch_size, lr,
+                                    torch.Generator().manual_seed(seed * 1000 + j),
+                                    val if patience else None, val_onehot, patience or 0))
         members.append(member)
     ens = DeepEnsemble(members, levels)
+    ens.history = history
     ens.threshold = best_threshold(ens.predict_proba(val), val.tensors["labels"].numpy())
     return ens
 

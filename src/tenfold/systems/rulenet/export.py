@@ -3,7 +3,8 @@
 Paper: Li et al., "Deep Explainable Learning with Graph Based Data Assessing and Rule Reasoning", arXiv 2211.04693
 ("better interpretability"). Design choice (specs/rulenet.md component 10, pitfall 1): the exported text IS the
 model's decision function: thresholds de-standardised to original units and printed with `repr` (a float64
-round trip), disabled rules (w_r < 0.5) commented out, disabled atoms (g_a < 0.5) omitted; comments carry the
+round trip), disabled rules (w_r < 0.5, or every atom gated off) commented out with the reason, disabled
+atoms (g_a < 0.5) omitted; comments carry the
 change from each expert threshold and per-rule support / precision on validation data.
 """
 
@@ -44,8 +45,10 @@ def learned_ruleset(model: RuleNet) -> tuple[RuleSet, list[dict[str, Any]]]:
             a += 1
         learned = Rule(rule.label, tuple(atoms), 1.0, rule.line)
         enabled = weights[r] >= 0.5 and bool(atoms)
+        # Issue 20: a rule with every atom gated off is disabled too, and says so (it is never silently dropped).
+        why = "" if enabled else ("all atoms gated off (g < 0.5)" if not atoms else f"rule weight {weights[r]:.3f} < 0.5")
         report.append({"rule": learned, "enabled": enabled, "weight": float(weights[r]), "changes": changes,
-                       "dropped_atoms": dropped, "expert": rule})
+                       "dropped_atoms": dropped, "expert": rule, "disabled_reason": why})
         if enabled:
             rules.append(learned)
     return RuleSet(tuple(rules), rs.derived, rs.default), report
@@ -84,8 +87,8 @@ def export_rules(model: RuleNet, raw_val: dict[str, np.ndarray] | None = None,
         if item["enabled"]:
             lines.append(f"{rule.text()}  # {note}")
         else:
-            lines.append(f"# disabled (w = {item['weight']:.3f}): {rule.text() if rule.atoms else item['expert'].text()}"
-                         f"  # {note}")
+            lines.append(f"# disabled ({item['disabled_reason']}): "
+                         f"{rule.text() if rule.atoms else item['expert'].text()}  # {note}")
     return "\n".join(lines) + "\n"
 
 
@@ -97,9 +100,9 @@ def raw_features(model: RuleNet, k_std: torch.Tensor, static: dict[str, np.ndarr
 
 def explain_item(model: RuleNet, k_std: torch.Tensor, pi: torch.Tensor, static: dict[str, Any],
                  num_obs: int = 3) -> dict[str, Any]:
-    """For one item (k_std (d,), pi (M,)): the rule that fired (or the default class) and the most / least
-    trusted observations by pi."""
-    rs, _ = learned_ruleset(model)
+    """For one item (k_std (d,), pi (M,)): the rule that fired (or the default class), the most / least
+    trusted observations by pi, and the disabled rules with the reason."""
+    rs, report = learned_ruleset(model)
     raw = raw_features(model, k_std[None], {k: np.asarray([v]) for k, v in static.items()})
     env = compute_features(rs, raw)
     fired = None
@@ -113,4 +116,7 @@ def explain_item(model: RuleNet, k_std: torch.Tensor, pi: torch.Tensor, static: 
             "rule": fired.text() if fired else f"default : {rs.default} (no rule fired)",
             "key_features": {k: float(v[0]) for k, v in raw.items() if k in model.channels},
             "most_trusted": [(i, float(pi[i])) for i in valid[:num_obs]],
-            "least_trusted": [(i, float(pi[i])) for i in valid[::-1][:num_obs]]}
+            "least_trusted": [(i, float(pi[i])) for i in valid[::-1][:num_obs]],
+            # the expert rules the model does not run, and why (weight < 0.5, or every atom gated off)
+            "disabled_rules": [{"rule": it["expert"].text(), "reason": it["disabled_reason"]}
+                               for it in report if not it["enabled"]]}

@@ -190,6 +190,9 @@ class RuleNetwork(nn.Module):
 
     # Design choice (spec 5 allows per-class OR-scores or an ordered list): for several rule classes the first
     # firing rule in file order decides; a binary task is the same as "any rule fires".
+    # Deviation (soft/hard mismatch, issue 20): multi-class training optimises per-class noisy-OR + CE
+    # (loss.rule_loss), not this order; labelled, not aligned. A rule whose atoms are all gated off is off (never
+    # an empty conjunction that always fires); export and explain name it (export.learned_ruleset).
     def hard_decision(self, c_hard: Tensor) -> Tensor:
         """Class index (into ruleset.classes) per item: first firing enabled rule in file order, else default."""
         has_atom = (self.atom_to_rule & (self.gates >= 0.5)[None]).any(1)  # (R,): a rule with no atom is off

@@ -11,7 +11,7 @@ train.py and evaluate.py never import each other; what both need lives here:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ from tenfold.systems.rulenet.config import Config
 from tenfold.systems.rulenet.export import export_rules, learned_ruleset, raw_features
 from tenfold.systems.rulenet.graph import build_observation_graph, knn_rows_graph, row_normalise
 from tenfold.systems.rulenet.model import RuleNet, feature_stats, mean_pool, median_pool
-from tenfold.systems.rulenet.rules import RuleSet, compute_features, parse_rules, predict_hard, read_rules
+from tenfold.systems.rulenet.rules import (RuleSet, atom_hard, compute_features, parse_rules, predict_hard,
+                                          read_rules)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -64,8 +65,9 @@ def load_splits(cfg: Config) -> tuple[RuleSet, dict[str, D.ItemData]]:
         raise InputError("data.observations and data.items must be given together (long observation table and "
                          "item table)")
     if dc.observations:
-        allowed = tuple(rs.classes)
         items = D.load_tables(Path(dc.observations), Path(dc.items), dc.label_column)
+        rs = negative_class(rs, items.classes)
+        allowed = tuple(rs.classes)
         bad = set(items.classes) - set(allowed)
         if bad:
             raise InputError(f"{dc.items}: column {dc.label_column!r} has labels {sorted(bad)} that are not classes "
@@ -90,6 +92,17 @@ def load_splits(cfg: Config) -> tuple[RuleSet, dict[str, D.ItemData]]:
     for name, split in splits.items():
         check_features(rs, split, cfg.data.rules or "rules", f"{dc.observations or 'the generated data'} ({name})")
     return rs, splits
+
+
+def negative_class(rs: RuleSet, labels: tuple[str, ...] | list[str]) -> RuleSet:
+    """Design choice (issue 20): in a binary task (rules for one class) whose items name their negative class
+    (`fault` / `normal` with rules only for `fault`), the one item label that no rule names is the default
+    class, whatever the rules file called it (or the `not_<class>` it implies without a `default` line)."""
+    rule_classes = {r.label for r in rs.rules}
+    others = [c for c in dict.fromkeys(labels) if c not in rule_classes]
+    if len(rule_classes) == 1 and len(others) == 1 and rs.default not in labels:
+        return replace(rs, default=others[0])
+    return rs
 
 
 def check_features(rs: RuleSet, data: D.ItemData, rules_name: str, data_name: str) -> None:
@@ -259,6 +272,26 @@ TRUE_BY_ATOM = {(0, 0): 8.6, (0, 1): 1380.0, (1, 0): 3500.0, (2, 0): 9000.0, (3,
                 (5, 0): 13000.0}
 
 
+def true_rule_support(data: D.ItemData) -> list[int]:
+    """Per rule of the generator's TRUE rules (same order as the noisy expert rules): how many items of `data`
+    it fires on, evaluated on the latent state. A threshold whose rule fires on no validation item has no data to
+    be learned from (e.g. `power > 9000`), so the threshold-recovery row leaves it out (issue 20)."""
+    rs = parse_rules(D.TRUE_RULES, source="TRUE_RULES")
+    env = compute_features(rs, {**{k: np.asarray(v, dtype=np.float64) for k, v in data.latent.items()},
+                                **{k: np.asarray(v) for k, v in data.static.items()}})
+    return [int(np.logical_and.reduce([atom_hard(a, env[a.feature]) for a in r.atoms]).sum()) for r in rs.rules]
+
+
+def supported_threshold_error(thresholds: list[dict[str, Any]], support: list[int], key: str = "rel_error",
+                              min_support: int = 1) -> tuple[float, list[str]]:
+    """Max of `key` over the thresholds with a true counterpart whose rule has >= min_support items; also the
+    features left out. thresholds: `rule_report(...)["thresholds"]` rows."""
+    kept = [t for t in thresholds if "true" in t and support[t["rule"]] >= min_support]
+    left = [f"{t['feature']} (rule {t['rule']}, support {support[t['rule']]})" for t in thresholds
+            if "true" in t and support[t["rule"]] < min_support]
+    return (max(t[key] for t in kept) if kept else float("nan")), left
+
+
 def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
     """PR-AUC as average precision: sum_n (R_n - R_{n-1}) P_n over descending score thresholds (ties grouped)."""
     positive = positive.astype(bool)
@@ -289,7 +322,8 @@ def rule_report(model: RuleNet, generated: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"num_rules": len(rs.rules), "num_atoms": sum(len(r.atoms) for r in rs.rules),
                            "num_expert_rules": len(model.rules.ruleset.rules),
                            "num_expert_atoms": len(model.rules.ruleset.atoms),
-                           "disabled_rules": [it["expert"].text() for it in report if not it["enabled"]]}
+                           "disabled_rules": [f"{it['expert'].text()} ({it['disabled_reason']})" for it in report
+                                              if not it["enabled"]]}
     th = model.rules.thresholds_original().numpy()
     rows, a = [], 0
     for r, rule in enumerate(model.rules.ruleset.rules):

@@ -27,7 +27,7 @@ from tenfold.core.runs import RunDir
 from tenfold.core.runtime import progress_bar, seed_everything, select_device
 from tenfold.systems.rulenet.config import Config
 from tenfold.systems.rulenet.linking import GradientLinkingSearch, graft, kl_link, straight_through
-from tenfold.systems.rulenet.loss import anchor_loss, gate_loss, rule_loss, total_loss
+from tenfold.systems.rulenet.loss import anchor_loss, gate_loss, link_loss, rule_loss, total_loss
 from tenfold.systems.rulenet.model import RuleNet, median_pool
 from tenfold.systems.rulenet.pipeline import (Prepared, f1_positive, init_seed, key_of, load_model_state, predict,
                                               prepare_run, run_metrics, take)
@@ -80,7 +80,7 @@ def rule_terms(model: RuleNet, k_std: torch.Tensor, batch: dict, tau: float, mod
 
 
 def link_term(model: RuleNet, searcher: GradientLinkingSearch, k_std, pi, batch, tau, pos_weight) -> torch.Tensor:
-    """Search linking (spec component 7): KL(pi* || pi) averaged over the wrongly classified items."""
+    """Search linking (spec component 7): sum of KL(pi* || pi) over the wrongly classified items / batch size."""
     rn = model.rules
 
     def hard_pred(k, cat):
@@ -100,9 +100,9 @@ def link_term(model: RuleNet, searcher: GradientLinkingSearch, k_std, pi, batch,
     pi_star, found = searcher.targets(k_std[wrong], soft_loss, lambda k: hard_pred(k, cat) == labels,
                                       batch["obs"][wrong], batch["mask"][wrong], pi[wrong])
     kl = kl_link(pi_star, pi[wrong], batch["mask"][wrong])  # (B_w,)
-    if searcher.found_only:  # Design choice: no target for items whose hard output no step size can fix
-        kl = kl[found] if bool(found.any()) else kl[:0]
-    return kl.sum() / len(wrong)
+    # Design choice: no target for items whose hard output no step size can fix (found_only)
+    keep = found if searcher.found_only else torch.ones_like(found)
+    return link_loss(kl, keep, len(wrong))  # len(wrong) = B: the batch mean (loss.link_loss)
 
 
 def phase_terms(phase: str, model: RuleNet, batch: dict, cfg: Config, tau: float,
