@@ -15,6 +15,7 @@ Component -> file map (spec section 2):
   evaluate, stability, churn ............... evaluate.py
   DeepEnsemble and peers ................... baselines.py
   scikit-learn style estimator ............. estimator.py
+  tenfold predict rulenet .................. predict.py
   AI4I-style generator, real-format reader . data.py
 """
 
@@ -33,4 +34,5 @@ SPEC = SystemSpec(
     reproduce=deferred("tenfold.systems.rulenet.reproduce", "reproduce"),
     reproduce_minutes=10.0,
     dev_seeds=DEV_SEEDS,
+    predict=deferred("tenfold.systems.rulenet.predict", "predict"),
 )

@@ -34,13 +34,19 @@ class DataConfig:
     # spec pitfall 10): the first part trains, then validation, then test.
     val_fraction: float = 0.15
     test_fraction: float = 0.25
+    # Issue 20: explicit validation tables (same formats as observations / items); when given, val_fraction is not
+    # used and the user's tables split into train and test only (test_fraction = 0: all of them train).
+    val_observations: str | None = None
+    val_items: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_train", "num_val", "num_test", "num_shift_test", "num_obs"):
             if getattr(self, name) < 2:
                 raise ConfigError(f"data.{name} must be >= 2, got {getattr(self, name)}")
-        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
-            raise ConfigError("data.val_fraction and data.test_fraction must be in (0, 1) with a sum below 1")
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
+            raise ConfigError("data.val_fraction and data.test_fraction must be in [0, 1) with a sum below 1")
+        if (self.val_observations is None) != (self.val_items is None):
+            raise ConfigError("data.val_observations and data.val_items must be given together")
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,9 @@ class TrainConfig:
     search_with_graft: bool = True
     use_soft_inference: bool = False  # ablation 5 (soft-only model): soft training and soft decisions
     init_seed: int | None = None  # model init / shuffling seed; None = the top-level seed (data seed)
+    # Design choice: early stopping keeps the best joint-phase epoch by validation hard F1; false = a fixed epoch
+    # count (the last epoch is kept), the way to fit on all data (data.val_fraction = 0, no validation tables).
+    select_best: bool = True
 
     def __post_init__(self) -> None:
         if self.link not in ("none", "ste", "graft", "search"):
@@ -147,6 +156,10 @@ class Config:
     def __post_init__(self) -> None:
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"device must be 'cpu', 'cuda[:N]' or 'auto', got {self.device!r}")
+        no_val = self.data.observations is not None and self.data.val_fraction == 0 and self.data.val_items is None
+        if no_val and self.train.select_best:
+            raise ConfigError("data.val_fraction = 0 without data.val_observations / val_items leaves no validation "
+                              "data to select an epoch on: set train.select_best=false (fixed epoch count)")
 
 
 # Every seed looked at while developing (seed 0 while building (search_with_graft chosen on it), 7 reported; 100

@@ -37,11 +37,21 @@ class RuleNetClassifier:
         self.profile, self.overrides, self.seed = profile, dict(overrides or {}), seed
         self.model_ = None
 
-    def fit(self, obs_df, items_df, rules: str, label_column: str = "label") -> "RuleNetClassifier":
-        """Train on the tables; the last `data.val_fraction + data.test_fraction` items (in table order) are held out
-        (validation for early stopping and the export's support / precision; test for `test_f1_`)."""
+    def fit(self, obs_df, items_df, rules: str, label_column: str = "label", validation: Any = None
+            ) -> "RuleNetClassifier":
+        """Train on the tables.
+
+        validation=None: the last `data.val_fraction + data.test_fraction` items (in table order) are held out
+        (validation for early stopping and the export's support / precision; test for `test_f1_`).
+        validation=(obs_val_df, items_val_df): every item of the tables trains; the validation tables select the
+        epoch and `test_f1_` is their F1. validation="none": every item trains for the fixed epoch count (the last
+        epoch is kept) and `test_f1_` is the training F1.
+        """
         from tenfold.systems.rulenet.train import train_model
 
+        if not (validation is None or validation == "none" or (isinstance(validation, tuple) and len(validation) == 2)):
+            raise InputError(f"RuleNetClassifier.fit: validation must be None, 'none' or (obs_df, items_df); got "
+                             f"{type(validation).__name__}")
         with tempfile.TemporaryDirectory(prefix="rulenet-fit-") as tmp:
             tmp = Path(tmp)
             obs_path, items_path, rules_path = tmp / "obs.parquet", tmp / "items.parquet", tmp / "rules.txt"
@@ -49,9 +59,19 @@ class RuleNetClassifier:
             obs_df.to_parquet(obs_path)
             items_df.to_parquet(items_path)
             rules_path.write_text(rules)
+            holdout: dict[str, Any] = {}
+            if isinstance(validation, tuple):
+                D.frames_to_items(validation[0], validation[1], label_column, "validation observations",
+                                  "validation items")
+                validation[0].to_parquet(tmp / "val_obs.parquet")
+                validation[1].to_parquet(tmp / "val_items.parquet")
+                holdout = {"data.val_observations": str(tmp / "val_obs.parquet"),
+                           "data.val_items": str(tmp / "val_items.parquet"), "data.test_fraction": 0.0}
+            elif validation == "none":
+                holdout = {"data.val_fraction": 0.0, "data.test_fraction": 0.0, "train.select_best": False}
             cfg = make_config(Config, PROFILES, self.profile, {
-                **self.overrides, "seed": self.seed, "data.observations": str(obs_path), "data.items": str(items_path),
-                "data.rules": str(rules_path), "data.label_column": label_column})
+                **self.overrides, **holdout, "seed": self.seed, "data.observations": str(obs_path),
+                "data.items": str(items_path), "data.rules": str(rules_path), "data.label_column": label_column})
             metrics, model, ctx = train_model(cfg, tmp / "run")
         self.cfg_, self.model_, self.label_column = cfg, model, label_column
         self.ruleset_, self.chan_ = ctx["ruleset"], ctx["chan"]
@@ -61,7 +81,7 @@ class RuleNetClassifier:
         return self
 
     def _prepared(self, obs_df, items_df):
-        from tenfold.systems.rulenet.pipeline import prepare
+        from tenfold.systems.rulenet.pipeline import prepare, promote_numeric_static
 
         if self.model_ is None:
             raise InputError("RuleNetClassifier: call fit() before predict / explain")
@@ -69,6 +89,7 @@ class RuleNetClassifier:
         if self.label_column not in items_df.columns:
             items_df[self.label_column] = self.classes_[-1]  # unlabelled prediction: a placeholder label
         data = D.frames_to_items(obs_df, items_df, self.label_column, classes=tuple(self.classes_))
+        data = promote_numeric_static(data, [c for c in self.model_.channels if c not in data.channels], "items")
         return prepare(data, *self.chan_, self.ruleset_, self.cfg_)
 
     def predict(self, obs_df, items_df) -> np.ndarray:

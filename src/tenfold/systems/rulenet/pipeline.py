@@ -74,14 +74,11 @@ def load_splits(cfg: Config) -> tuple[RuleSet, dict[str, D.ItemData]]:
                              f"of the rules {dc.rules}; expected one of {list(allowed)}")
         remap = torch.tensor([allowed.index(c) for c in items.classes])
         items.labels, items.classes = remap[items.labels], allowed
-        n = len(items)
-        n_val, n_test = int(round(dc.val_fraction * n)), int(round(dc.test_fraction * n))
-        n_train = n - n_val - n_test
-        if min(n_train, n_val, n_test) < 1:
-            raise InputError(f"{dc.items}: {n} items are too few to split into train / val / test")
-        idx = np.arange(n)
-        splits = {"train": items.subset(idx[:n_train]), "val": items.subset(idx[n_train:n_train + n_val]),
-                  "test": items.subset(idx[n_train + n_val:])}
+        val = _val_tables(dc, rs, allowed, items)
+        names = numeric_static_names(rs, items)
+        items = promote_numeric_static(items, names, str(dc.items))
+        val = None if val is None else promote_numeric_static(val, names, str(dc.val_items))
+        splits = user_splits(items, val, dc)
     else:
         splits = {name: D.make_machining(n, split_seed(cfg.seed, part), dc.num_obs)
                   for part, (name, n) in enumerate((("train", dc.num_train), ("val", dc.num_val),
@@ -92,6 +89,87 @@ def load_splits(cfg: Config) -> tuple[RuleSet, dict[str, D.ItemData]]:
     for name, split in splits.items():
         check_features(rs, split, cfg.data.rules or "rules", f"{dc.observations or 'the generated data'} ({name})")
     return rs, splits
+
+
+def _val_tables(dc, rs: RuleSet, allowed: tuple[str, ...], items: D.ItemData) -> D.ItemData | None:
+    """The explicit validation tables (issue 20), labels mapped to the rules' classes; None when not given."""
+    if dc.val_observations is None:
+        return None
+    val = D.load_tables(Path(dc.val_observations), Path(dc.val_items), dc.label_column)
+    if val.channels != items.channels or val.quality.shape[-1] != items.quality.shape[-1]:
+        raise InputError(f"{dc.val_observations}: channel columns {list(val.channels)} with "
+                         f"{val.quality.shape[-1]} quality column(s); expected those of {dc.observations}: "
+                         f"{list(items.channels)} with {items.quality.shape[-1]}, in the same order")
+    bad = set(val.classes) - set(allowed)
+    if bad:
+        raise InputError(f"{dc.val_items}: column {dc.label_column!r} has labels {sorted(bad)} that are not classes "
+                         f"of the rules {dc.rules}; expected one of {list(allowed)}")
+    val.labels, val.classes = torch.tensor([allowed.index(c) for c in val.classes])[val.labels], allowed
+    return val
+
+
+def numeric_static_names(rs: RuleSet, data: D.ItemData) -> list[str]:
+    """Static attributes (item-table columns) that the rules use as numbers, not as categories (sorted)."""
+    return sorted(n for n in rs.raw_names() - set(rs.categorical_features)
+                  if n not in data.channels and n in data.static)
+
+
+def promote_numeric_static(data: D.ItemData, names: list[str], source: str) -> D.ItemData:
+    """Each named static attribute becomes one more channel holding the item's value at every observation.
+
+    Design choice (issue 20, numeric static attributes such as `age > 5`): any weighted pooling of a constant gives
+    the constant back, so the rules see the value exactly through the same key-feature path, and the linking
+    (which moves pi) cannot change it; the assessor sees the value as one more input. (N, M, d) -> (N, M, d + s).
+    """
+    if not names:
+        return data
+    cols = []
+    for name in names:
+        raw = np.asarray(data.static[name])
+        try:
+            v = raw.astype(np.float64)
+        except ValueError:
+            bad = str(next(x for x in raw if not _is_number(x)))
+            raise InputError(f"{source}: static attribute {name!r} has the value {bad!r}; expected a number on every "
+                             f"row (the rules compare {name} with a number)") from None
+        if not np.isfinite(v).all():
+            row = int(np.flatnonzero(~np.isfinite(v))[0])
+            raise InputError(f"{source}: static attribute {name!r} is {v[row]} at data row {row + 1}; expected a "
+                             f"finite number")
+        cols.append(v)
+    m = data.obs.shape[1]
+    extra = torch.as_tensor(np.stack(cols, 1), dtype=torch.float32)[:, None, :].expand(-1, m, -1)  # (N, M, s)
+    obs = torch.cat([data.obs, extra * data.mask[..., None]], -1)  # (N, M, d + s), zero on padding
+    static = {k: v for k, v in data.static.items() if k not in names}
+    return replace(data, obs=obs, channels=data.channels + tuple(names), static=static)
+
+
+def _is_number(x: Any) -> bool:
+    try:
+        float(x)
+    except ValueError:
+        return False
+    return True
+
+
+def user_splits(items: D.ItemData, val: D.ItemData | None, dc) -> dict[str, D.ItemData]:
+    """Contiguous blocks of the user's items (train, then validation, then test).
+
+    Design choice (issue 20): explicit validation tables replace the validation block; a fraction of 0 means no
+    such block: without validation data the validation split is the training split (only with a fixed epoch count,
+    config.Config) and without a test block the test split is the validation split; summary.json says which.
+    """
+    n = len(items)
+    n_val = 0 if val is not None else int(round(dc.val_fraction * n))
+    n_test = int(round(dc.test_fraction * n))
+    n_train = n - n_val - n_test
+    if n_train < 1 or (dc.val_fraction > 0 and val is None and n_val < 1) or (dc.test_fraction > 0 and n_test < 1):
+        raise InputError(f"{dc.items}: {n} items are too few to split into train / val / test")
+    idx = np.arange(n)
+    train = items.subset(idx[:n_train])
+    val = val if val is not None else (items.subset(idx[n_train:n_train + n_val]) if n_val else train)
+    test = items.subset(idx[n_train + n_val:]) if n_test else val
+    return {"train": train, "val": val, "test": test}
 
 
 def negative_class(rs: RuleSet, labels: tuple[str, ...] | list[str]) -> RuleSet:
@@ -211,6 +289,15 @@ def load_model_state(model: RuleNet, state: Any, path: Path) -> None:
     except RuntimeError as err:
         raise InputError(f"{path}: field 'model' does not fit the model of config.json "
                          f"({' '.join(str(err).split())[:300]}); expected a checkpoint of this run") from None
+
+
+PREDICTOR_FIELDS = ("rules", "channels", "classes", "num_quality", "label_column")
+
+
+def predictor_meta(rs: RuleSet, data: D.ItemData, label_column: str) -> dict[str, Any]:
+    """What predict needs to rebuild the model without the training data (stored in the final checkpoint)."""
+    return {"rules": rs.text(), "channels": list(data.channels), "classes": list(rs.classes),
+            "num_quality": int(data.quality.shape[-1]), "label_column": label_column}
 
 
 def init_seed(cfg: Config) -> int:
@@ -370,4 +457,10 @@ def run_metrics(cfg: Config, ctx: dict, model: RuleNet) -> dict[str, Any]:
            "val_f1": f1_positive(val_pred["pred"].numpy(), prepared["val"].tensors["labels"].numpy()),
            "learned_rules": export_rules(model, raw_val, prepared["val"].tensors["labels"].numpy()),
            **rule_report(model, generated)}
+    dc = cfg.data
+    if dc.observations is not None:  # which data the val and test numbers are on (issue 20)
+        out["split_sources"] = {
+            "val": "data.val_observations" if dc.val_items else ("the training split (data.val_fraction = 0)"
+                                                                  if dc.val_fraction == 0 else "contiguous block"),
+            "test": "the validation split (data.test_fraction = 0)" if dc.test_fraction == 0 else "contiguous block"}
     return out

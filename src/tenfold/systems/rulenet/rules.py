@@ -458,7 +458,8 @@ def parse_rules(text: str, source: str = "rules") -> RuleSet:
 
 
 def read_rules(path: Path | str) -> RuleSet:
-    """Read and parse a rules file: at most MAX_RULES_BYTES bytes of UTF-8 text (checked before reading it)."""
+    """Read and parse a rules file (the rule language, or YAML for .yaml / .yml): at most MAX_RULES_BYTES bytes of
+    UTF-8 text (checked before reading it)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"rules file {path}: not found (or not a file); expected a UTF-8 text file of rules")
@@ -470,6 +471,10 @@ def read_rules(path: Path | str) -> RuleSet:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
         raise InputError(f"rules file {path}: byte {err.start} is not valid UTF-8; expected UTF-8 text") from None
+    if path.suffix.lower() in (".yaml", ".yml"):  # issue 20: the same rules spelled in YAML (rules_yaml.py)
+        from tenfold.systems.rulenet.rules_yaml import parse_yaml_rules
+
+        return parse_yaml_rules(text, source=str(path))
     return parse_rules(text, source=str(path))
 
 

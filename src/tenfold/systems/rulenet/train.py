@@ -29,7 +29,7 @@ from tenfold.systems.rulenet.config import Config
 from tenfold.systems.rulenet.linking import GradientLinkingSearch, graft, kl_link, straight_through
 from tenfold.systems.rulenet.loss import anchor_loss, gate_loss, link_loss, rule_loss, total_loss
 from tenfold.systems.rulenet.model import RuleNet, median_pool
-from tenfold.systems.rulenet.pipeline import (Prepared, f1_positive, init_seed, key_of, load_model_state, predict,
+from tenfold.systems.rulenet.pipeline import (Prepared, predictor_meta, f1_positive, init_seed, key_of, load_model_state, predict,
                                               prepare_run, run_metrics, take)
 
 log = logging.getLogger("tenfold.rulenet")
@@ -216,7 +216,8 @@ def train_model(cfg: Config, run_dir: Path) -> tuple[dict[str, Any], RuleNet, di
                                    f"channels") from None
         if state["best"] is not None:
             model.load_state_dict(state["best"])  # early stopping on validation hard F1
-        run.save_checkpoint({"kind": "final", "model": model.state_dict(), "epoch": state["epoch"]})
+        run.save_checkpoint({"kind": "final", "model": model.state_dict(), "epoch": state["epoch"],
+                             "predictor": predictor_meta(ctx["ruleset"], train_p.data, cfg.data.label_column)})
     metrics = run_metrics(cfg, ctx, model)
     run.write_summary(metrics, time.perf_counter() - t0, "cpu")
     log.info("rulenet: test F1 %.3f (expert rules %.3f)", metrics["f1"], metrics["expert_rules_f1"])
@@ -285,7 +286,7 @@ def _fit(cfg: Config, model: RuleNet, train_p: Prepared, val_p: Prepared, opt, g
         run.log_metrics(record)
         # Design choice: early stopping keeps the best joint-phase epoch by validation hard F1 (the rule-only phase
         # uses median features, which the final model does not).
-        if phase == "joint" and val_f1 > state["best_f1"]:
+        if cfg.train.select_best and phase == "joint" and val_f1 > state["best_f1"]:
             state["best_f1"], state["best"] = val_f1, copy.deepcopy(model.state_dict())
         state["epoch"] = t + 1
         run.save_checkpoint({"kind": "epoch", "epoch": t + 1, "model": model.state_dict(), "opt": opt.state_dict(),
