@@ -28,4 +28,5 @@ SPEC = SystemSpec(
     reproduce=deferred("tenfold.systems.harmonize.reproduce", "reproduce"),
     reproduce_minutes=15.0,
     dev_seeds=DEV_SEEDS,
+    predict=deferred("tenfold.systems.harmonize.predict", "predict"),
 )

@@ -33,7 +33,7 @@ from tenfold.systems.harmonize.imbalance import confusion_counts, signed_imbalan
 from tenfold.systems.harmonize.loss import HarmonizedCompoundLoss, build_criterion
 from tenfold.systems.harmonize.model import build_model, input_multiple
 from tenfold.systems.harmonize.scoring import (checked_checkpoint, load_splits, load_state, predict_logits,
-                                                 segmentation_metrics)
+                                                 segmentation_metrics, validation_threshold)
 from tenfold.systems.harmonize.selector import AdaptiveImbalanceSelector, OnlineImbalanceController, require_validation
 
 log = logging.getLogger("tenfold.harmonize")
@@ -248,13 +248,16 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
         model, plan = fit(cfg, run, splits, device, ckpt)
         metrics = segmentation_metrics(predict_logits(model, splits["test"].images, device), splits["test"].masks,
                                        cfg.train.threshold)
+        # Issue 18: the validation-chosen threshold, which `tenfold predict harmonize` applies (reported beside
+        # the paper's fixed t = 0.5; never chosen on test).
+        val_t = validation_threshold(predict_logits(model, splits["val"].images, device), splits["val"].masks)
     finally:
         torch.set_num_threads(old_threads)
     metrics.pop("pr_curve", None)
     metrics.update({"loss": cfg.loss.name, "fn_weight": plan.fn_weight,
                     "epochs_trained": len(run.read_metrics()),
                     "train_fg_ratio": splits["train"].foreground_ratio(),
-                    "test_fg_ratio": splits["test"].foreground_ratio()})
+                    "test_fg_ratio": splits["test"].foreground_ratio(), "val_logit_threshold": val_t})
     if plan.selector is not None:
         metrics["selection_history"] = [list(h) for h in plan.selector["history"]]
     run.write_summary(metrics, time.perf_counter() - t0, str(device))
