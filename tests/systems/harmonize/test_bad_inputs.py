@@ -110,10 +110,11 @@ def _mask_size_mismatch(root):
     return "cell_00001.png"
 
 
-def _image_sizes_differ(root):
-    _image(root / "val/images/cell_00001.png", np.zeros((16, 16), np.uint8))
-    _image(root / "val/masks/cell_00001.png", np.zeros((16, 16), np.uint8))
-    return "cell_00001.png"
+def _train_sizes_differ_without_crop(root):
+    """Issue 18: mixed sizes are accepted, but training then needs crops (data.train_crop) to batch them."""
+    _image(root / "train/images/cell_00001.png", np.zeros((16, 16), np.uint8))
+    _image(root / "train/masks/cell_00001.png", np.zeros((16, 16), np.uint8))
+    return "data.train_crop"
 
 
 def _mask_missing(root):
@@ -183,7 +184,7 @@ def _split_folder_missing(root):
 
 
 FOLDER_CASES = [_empty_file, _truncated_png, _not_an_image, _nan_float_tiff, _inf_float_tiff, _float_out_of_range,
-                _int32_beyond_16_bits, _too_small, _odd_side, _mask_size_mismatch, _image_sizes_differ,
+                _int32_beyond_16_bits, _too_small, _odd_side, _mask_size_mismatch, _train_sizes_differ_without_crop,
                 _mask_missing, _mask_not_binary, _mask_empty_file, _mask_truncated, _mask_la_transparent,
                 _mask_palette_colour, _mask_rgb_colour, _mask_16bit_nonbinary, _no_images, _split_without_images,
                 _split_folder_missing]

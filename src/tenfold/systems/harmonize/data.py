@@ -38,6 +38,9 @@ class SegmentationSet:
     masks: torch.Tensor
     names: tuple[str, ...] = ()
     split: str = ""  # "train" | "val" | "test" | "" (unknown); the selector refuses "test" (pitfall 3)
+    # Issue 18: (h, w) of each image when a folder mixes sizes; the tensors are then zero-padded to the largest
+    # and only [:h, :w] is image (training crops stay inside it, scoring ignores the rest). () = all full size.
+    sizes: tuple[tuple[int, int], ...] = ()
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -195,8 +198,9 @@ def load_pairs_folder(root: Path, multiple: int = 1, crop: int = 0) -> Segmentat
 
     Errors (InputError) name the file and what was expected: a missing folder or mask, no image at all, an
     unreadable, truncated or over-large file (`tenfold.core.images`), NaN/inf or out-of-range float pixels,
-    image/mask size mismatch, a non-binary or colour mask, different image sizes within the folder, and sides
-    that are not multiples of `multiple` (the model's down-sampling) or shorter than `crop` (training crops).
+    image/mask size mismatch, a non-binary or colour mask, and sides that are not multiples of `multiple` (the
+    model's down-sampling) or shorter than `crop` (training crops). Images of different sizes are zero-padded to
+    the largest, with `sizes` recording each one's own (h, w) (issue 18).
     """
     root = Path(root)
     img_dir, mask_dir = root / "images", root / "masks"
@@ -217,14 +221,20 @@ def load_pairs_folder(root: Path, multiple: int = 1, crop: int = 0) -> Segmentat
         if img.shape != mask.shape:
             raise InputError(f"{mpath}: mask size {mask.shape[::-1]} differs from image {f.name} size "
                              f"{img.shape[::-1]} (W x H); masks must match their images pixel for pixel")
-        if images and img.shape != images[0].shape:
-            raise InputError(f"{f}: size {img.shape[::-1]} differs from {files[0].name} {images[0].shape[::-1]}; "
-                             "crop the data set to one size (no resizing: 1-px targets)")
         images.append(img)
         masks.append(mask)
         names.append(f.stem)
-    return SegmentationSet(torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(masks))[:, None],
-                           tuple(names))
+    sizes = [im.shape for im in images]
+    if len(set(sizes)) == 1:
+        return SegmentationSet(torch.from_numpy(np.stack(images))[:, None],
+                               torch.from_numpy(np.stack(masks))[:, None], tuple(names))
+    # Issue 18: images of different sizes are kept whole (no resizing: 1-px targets), zero-padded to the largest.
+    H, W = max(h for h, _ in sizes), max(w for _, w in sizes)
+    img_t, mask_t = torch.zeros(len(images), 1, H, W), torch.zeros(len(images), 1, H, W)  # (N, 1, H, W)
+    for i, (im, m) in enumerate(zip(images, masks)):
+        img_t[i, 0, :im.shape[0], :im.shape[1]] = torch.from_numpy(im)
+        mask_t[i, 0, :m.shape[0], :m.shape[1]] = torch.from_numpy(m)
+    return SegmentationSet(img_t, mask_t, tuple(names), sizes=tuple((int(h), int(w)) for h, w in sizes))
 
 
 def check_side(img: np.ndarray, multiple: int, crop: int, label: str) -> None:
@@ -262,17 +272,22 @@ def augment(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generato
     return images, masks
 
 
-def random_crops(images: torch.Tensor, masks: torch.Tensor, crop: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def random_crops(images: torch.Tensor, masks: torch.Tensor, crop: int, generator: torch.Generator,
+                 extents: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One uniformly placed `crop` x `crop` window per image: (B, 1, H, W) -> (B, 1, crop, crop).
 
     Uniform placement keeps the expected fg:bg ratio of the canvas (pitfall 7 forbids crack-centred crops).
+    `extents` (B, 2): each image's own (h, w) inside the padded tensor (mixed sizes); windows stay inside it.
     """
     b, _, h, w = images.shape
-    if crop <= 0 or (crop >= h and crop >= w):
+    if crop <= 0 or (crop >= h and crop >= w and extents is None):
         return images, masks
-    ys = torch.randint(0, h - crop + 1, (b,), generator=generator)
-    xs = torch.randint(0, w - crop + 1, (b,), generator=generator)
+    if extents is None:
+        ys = torch.randint(0, h - crop + 1, (b,), generator=generator)
+        xs = torch.randint(0, w - crop + 1, (b,), generator=generator)
+    else:  # uniform in [0, h_i - crop] x [0, w_i - crop] per image
+        ys = (torch.rand(b, generator=generator) * (extents[:, 0] - crop + 1)).long().clamp_max(extents[:, 0] - crop)
+        xs = (torch.rand(b, generator=generator) * (extents[:, 1] - crop + 1)).long().clamp_max(extents[:, 1] - crop)
     img = torch.stack([images[i, :, y:y + crop, x:x + crop] for i, (y, x) in enumerate(zip(ys.tolist(), xs.tolist()))])
     msk = torch.stack([masks[i, :, y:y + crop, x:x + crop] for i, (y, x) in enumerate(zip(ys.tolist(), xs.tolist()))])
     return img, msk

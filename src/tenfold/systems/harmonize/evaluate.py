@@ -35,7 +35,7 @@ def evaluate(cfg: Config, run_dir: Path) -> dict[str, Any]:
     model = build_model(cfg.model.arch, cfg.model.widths, cfg.model.encoder).to(device)
     load_state(model, ckpt["model"], f"{run.checkpoint_path}: field 'model'")
     test = load_splits(cfg, input_multiple(model))["test"]
-    metrics = segmentation_metrics(predict_logits(model, test.images, device), test.masks, cfg.train.threshold)
+    metrics = segmentation_metrics(predict_logits(model, test.images, device, sizes=test.sizes), test.masks, cfg.train.threshold)
     metrics.pop("pr_curve")
     metrics["fn_weight"] = ckpt["plan"]["fn_weight"]
     atomic_write_text(Path(run_dir) / "eval.json", json.dumps(metrics, indent=2) + "\n")

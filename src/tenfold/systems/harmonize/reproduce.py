@@ -82,8 +82,8 @@ def run_one(cfg: Config, run_dir: Path, num_examples: int = 3) -> dict[str, Any]
     model.load_state_dict(RunDir(run_dir).load_checkpoint()["model"])
     splits = load_splits(cfg)
     test, val = splits["test"], splits["val"]
-    logits = predict_logits(model, test.images, device)
-    val_logits = predict_logits(model, val.images, device)
+    logits = predict_logits(model, test.images, device, sizes=test.sizes)
+    val_logits = predict_logits(model, val.images, device, sizes=val.sizes)
     metrics = segmentation_metrics(logits, test.masks, cfg.train.threshold)
     val_m = segmentation_metrics(val_logits, val.masks, cfg.train.threshold)
     metrics.update({"val_iou": val_m["iou"], "val_f1": val_m["f1"], "val_oi": val_m["oi"]})

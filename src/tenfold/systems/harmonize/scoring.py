@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import math
+
 import torch
 from torch import nn
 
@@ -107,8 +109,12 @@ def load_splits(cfg: Config, multiple: int = 1) -> dict[str, SegmentationSet]:
         import dataclasses
 
         root = Path(d.root)
-        return {s: dataclasses.replace(load_pairs_folder(root / s, multiple, d.train_crop if s == "train" else 0),
-                                       split=s) for s in ("train", "val", "test")}
+        splits = {s: dataclasses.replace(load_pairs_folder(root / s, multiple, d.train_crop if s == "train" else 0),
+                                         split=s) for s in ("train", "val", "test")}
+        if splits["train"].sizes and not d.train_crop:
+            raise InputError(f"{root / 'train' / 'images'}: images of different sizes; set data.train_crop (a "
+                             f"multiple of {multiple}, at most the smallest side) to train on crops")
+        return splits
     if d.image_size % multiple:
         raise InputError(f"data.image_size {d.image_size} must be a multiple of {multiple} (the model's "
                          "down-sampling factor)")
@@ -148,10 +154,21 @@ def load_state(module: Any, state: Any, where: str) -> None:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 16) -> torch.Tensor:
-    """(N, 1, H, W) logits on the CPU, in eval mode."""
+def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 16,
+                   sizes: tuple[tuple[int, int], ...] = ()) -> torch.Tensor:
+    """(N, 1, H, W) logits on the CPU, in eval mode.
+
+    `sizes` (mixed-size folders, `SegmentationSet.sizes`): each image runs alone at its own (h, w) and the padding
+    gets logit -inf, so it is never predicted foreground and adds nothing to TP / FP / FN (masks are 0 there).
+    """
     was_training = model.training
     model.eval()
-    out = [model(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
+    if sizes:
+        out = torch.full(images.shape, -math.inf)
+        for i, (h, w) in enumerate(sizes):
+            out[i:i + 1, :, :h, :w] = model(images[i:i + 1, :, :h, :w].to(device)).float().cpu()
+    else:
+        out = torch.cat([model(images[i:i + batch_size].to(device)).float().cpu()
+                         for i in range(0, len(images), batch_size)])
     model.train(was_training)
-    return torch.cat(out)
+    return out

@@ -43,7 +43,7 @@ def validation_imbalance(model: nn.Module, val: SegmentationSet, device: torch.d
                          threshold: float = 0.5) -> dict[str, float]:
     """Hard counts at the inference threshold on validation -> signed imbalance, precision, recall (step 3)."""
     require_validation(val.split)
-    logits = predict_logits(model, val.images, device)
+    logits = predict_logits(model, val.images, device, sizes=val.sizes)
     tp, fp, fn, _ = (float(c) for c in confusion_counts(logits, val.masks, threshold))
     return {"val_oi": signed_imbalance(tp, fp, fn, measure), "val_precision": tp / max(tp + fp, 1.0),
             "val_recall": tp / max(tp + fn, 1.0), "val_fp": fp, "val_fn": fn}
@@ -146,7 +146,8 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     for i in range(0, len(data), cfg.train.batch_size):
         idx = order[i:i + cfg.train.batch_size]
         x, y = data.images[idx], data.masks[idx]  # (b, 1, H, W)
-        x, y = random_crops(x, y, cfg.data.train_crop, generator)
+        ext = torch.tensor(data.sizes)[idx] if data.sizes else None  # (b, 2) each image's own (h, w)
+        x, y = random_crops(x, y, cfg.data.train_crop, generator, ext)
         if cfg.train.use_augment:
             x, y = augment(x, y, generator)
         terms = criterion(model(x.to(device)), y.to(device))
@@ -246,11 +247,13 @@ def train(cfg: Config, run_dir: Path) -> dict[str, Any]:
         ckpt = checked_checkpoint(run)
         run.write_config(cfg)
         model, plan = fit(cfg, run, splits, device, ckpt)
-        metrics = segmentation_metrics(predict_logits(model, splits["test"].images, device), splits["test"].masks,
+        metrics = segmentation_metrics(predict_logits(model, splits["test"].images, device, sizes=splits["test"].sizes),
+                                       splits["test"].masks,
                                        cfg.train.threshold)
         # Issue 18: the validation-chosen threshold, which `tenfold predict harmonize` applies (reported beside
         # the paper's fixed t = 0.5; never chosen on test).
-        val_t = validation_threshold(predict_logits(model, splits["val"].images, device), splits["val"].masks)
+        val_t = validation_threshold(predict_logits(model, splits["val"].images, device, sizes=splits["val"].sizes),
+                                     splits["val"].masks)
     finally:
         torch.set_num_threads(old_threads)
     metrics.pop("pr_curve", None)
