@@ -1,6 +1,7 @@
 """SynthCrowd and the real-data readers of maskfocal (arXiv 2212.11542, spec 4)."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from tenfold.systems.maskfocal.scoring import ap50
 
 @pytest.fixture(scope="module")
 def frames():
-    return make_synth_crowd(3, 6, size=64, min_heads=10, max_heads=80, frames_per_sequence=3)
+    return make_synth_crowd(3, 6, size=64, min_heads=30, max_heads=80, frames_per_sequence=3)
 
 
 def test_generator_annotations(frames):
@@ -105,3 +106,40 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     csv_bad.write_text("file_name,x,y\na.png,1,99\n")
     with pytest.raises(InputError, match="outside the 8x8 image"):
         load_split(csv_bad)
+
+
+def test_counts_are_stratified_over_sequences():
+    # 10 sequences of 1 frame: sequence counts n_j are log-uniform at stratified quantiles, one per tenth of
+    # [log 10, log 100]; n is rounded, which moves the quantile by at most 0.5 / 10 / ln 10 = 0.022.
+    frames = make_synth_crowd(5, 10, size=64, min_heads=10, max_heads=100, frames_per_sequence=1)
+    q = np.sort([math.log(len(f.boxes) / 10) / math.log(10) for f in frames])
+    assert np.all(np.abs(q - (np.arange(10) + 0.5) / 10) <= 0.05 + 0.022)
+
+
+def test_first_frames_are_the_split_sequences():
+    # The strata depend only on the number of sequences, so a split's first frames can be rendered alone.
+    full = make_synth_crowd(4, 6, size=64, min_heads=10, max_heads=40, frames_per_sequence=3)
+    first = make_synth_crowd(4, 2, size=64, min_heads=10, max_heads=40, frames_per_sequence=1)
+    for a, b in zip([full[0], full[3]], first):
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 7])
+def test_quick_profile_test_and_val_splits_fill_every_density_bucket(seed):
+    """issue 19: every density bucket has test (and validation) images on every seed, at the quick config.
+    Checked on the first frame of each sequence (members of the split, test_first_frames_are_the_split_sequences);
+    no training."""
+    from tenfold.core.config import make_config
+    from tenfold.systems.maskfocal.config import PROFILES, Config
+    from tenfold.systems.maskfocal.data import SPLIT_SEQUENCE_OFFSET
+
+    cfg = make_config(Config, PROFILES, "quick", {})
+    d, (lo, hi) = cfg.data, cfg.eval.bucket_edges
+    for split, n in (("test", d.num_test_images), ("val", d.num_val_images)):
+        n_seq = -(-n // d.frames_per_sequence)
+        frames = make_synth_crowd(seed, n_seq, d.image_size, d.min_heads, d.max_heads, 1,
+                                  SPLIT_SEQUENCE_OFFSET[split], d.head_scale)
+        k = np.array([int(np.sum(f.visibility >= d.visibility_threshold)) for f in frames])
+        per_bucket = [(k < lo).sum(), ((k >= lo) & (k <= hi)).sum(), (k > hi).sum()]
+        assert min(per_bucket) >= (3 if split == "val" else 5), (split, per_bucket)

@@ -133,3 +133,55 @@ def test_centernet_targets_shapes():
     assert t["heatmap"].shape == (1, 8, 8) and t["mask_box"].shape == (1, 8, 8)
     assert_close(torch.tensor(t["size"]), torch.tensor([[2.0, 2.0]]))  # 8 px / stride 4
     assert_close(torch.tensor(t["offset"]), torch.tensor([[0.0, 0.0]]))  # centre 4 px -> 1.0 cell, c~ = 1
+
+
+def test_target_stats_hand_values():
+    from tenfold.systems.maskfocal.heatmap import target_stats
+
+    # One 32 px head at stride 4 (8 x 8 cells, r = 2, sigma = 5/6, see test_gaussian_values_and_sigma): the box
+    # mask (64 cells) holds the whole 5 x 5 window, so sum M Y = (1 + 2 e^{-0.72} + 2 e^{-2.88})^2
+    # = (1 + 0.97350 + 0.11226)^2 = 2.08576^2 = 4.35040; the peak holds 1 / 4.35040 = 0.22986 of it.
+    s = target_stats([np.array([[0.0, 0.0, 32.0, 32.0]])], (40, 40), 4)
+    row = 1 + 2 * math.exp(-0.72) + 2 * math.exp(-2.88)
+    assert s["num_heads"] == 1 and s["radius_counts"] == {2: 1} and s["floor_radius_share"] == 0.0
+    assert s["mask_weight_per_head"] == pytest.approx(row ** 2, rel=1e-6)
+    assert s["peak_weight_share"] == pytest.approx(1 / row ** 2, rel=1e-6)
+    assert s["mask_cells_per_head"] == 64 and s["peaks_per_head"] == 1
+    # Two tiny heads (2 x 2 px, one cell each, r = 1) plus an empty image: all weight on the peaks (CenterNet's
+    # loss exactly), radius at the floor for every head.
+    tiny = target_stats([np.array([[1.0, 1.0, 3.0, 3.0], [21.0, 21.0, 23.0, 23.0]]), np.zeros((0, 4))], (32, 32), 4)
+    assert tiny["radius_counts"] == {1: 2} and tiny["floor_radius_share"] == 1.0 and tiny["median_radius"] == 1.0
+    assert tiny["peak_weight_share"] == 1.0 and tiny["mask_weight_per_head"] == 1.0
+
+
+def _dense_assignment(b, c, area, shape, s, radius):
+    """The dense (L, K, 4) FCOS assignment the lazy one replaced (reference parity)."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    pts = np.stack([xs.ravel(), ys.ravel()], 1) * s + s / 2.0
+    ltrb = np.concatenate([pts[:, None] - b[None, :, :2], b[None, :, 2:] - pts[:, None]], 2)
+    match = (ltrb.min(2) > 0) & (np.abs(pts[:, None] - c[None]).max(2) < radius * s)
+    cell = np.floor(c / s).astype(np.int64).clip(0, [w - 1, h - 1])
+    match[cell[:, 1] * w + cell[:, 0], np.arange(len(b))] = True
+    # smallest area wins, first on exact ties (the replaced code scored 1e8 - area, which rounds areas that
+    # differ by less than 1.5e-8 to a tie)
+    score = np.where(match, -area[None], -np.inf)
+    return score.argmax(1), match.any(1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lazy_fcos_assignment_equals_the_dense_one(seed):
+    from tenfold.systems.maskfocal.heatmap import _assign_locations
+
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(-4, 100, (60, 2))
+    wh = rng.choice([2.0, 5.0, 8.0, 13.0, 30.0], (60, 2))  # repeated sizes: equal areas test the tie rule
+    b = np.concatenate([xy, xy + wh], 1).clip(0, 96)
+    b = b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
+    c, area = (b[:, :2] + b[:, 2:]) / 2, (b[:, 2:] - b[:, :2]).prod(1)
+    for s in (4, 8):
+        shape = (96 // s, 96 // s)
+        idx, pos = _assign_locations(b, c, area, shape, s, 1.5)
+        ref_idx, ref_pos = _dense_assignment(b, c, area, shape, s, 1.5)
+        np.testing.assert_array_equal(pos, ref_pos)
+        np.testing.assert_array_equal(idx[pos], ref_idx[ref_pos])

@@ -141,3 +141,38 @@ def test_invalid_options_raise():
         MaskFocalLoss(variant="x")
     with pytest.raises(ValueError):
         MaskFocalLoss(norm="x")
+
+
+def test_native_norm_and_explicit_normaliser():
+    Y, M = torch.tensor([0.5], dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    one = 0.5 * 0.01 * -math.log(0.9)  # spec 7: MFL positive, Y = 0.5, p = 0.9 -> 5.268e-4 with N = 1
+    # norm="native": N is what the criterion passes (here 4 positive locations) -> 5.268e-4 / 4.
+    assert float(MaskFocalLoss(norm="native")(logit(0.9), Y, M, num_heads=4)) == pytest.approx(one / 4, rel=1e-12)
+    # An explicit normaliser (the DDP-global N) wins over the local sum M Y = 0.5 -> max(.,1) = 1: 5.268e-4 / 2.
+    assert float(MaskFocalLoss()(logit(0.9), Y, M, normaliser=2.0)) == pytest.approx(one / 2, rel=1e-12)
+    assert float(MaskFocalLoss()(logit(0.9), Y, M)) == pytest.approx(one, rel=1e-12)
+
+
+def test_fcos_criterion_native_norm_divides_by_positive_locations():
+    from types import SimpleNamespace
+
+    from tenfold.systems.maskfocal.loss import fcos_criterion
+
+    g = torch.Generator().manual_seed(0)
+    L = 12
+    labels = torch.zeros(1, L)
+    labels[0, [2, 3, 4]] = 1.0  # 3 positive locations of 1 head
+    heat = torch.rand(1, L, generator=g) * 0.9
+    heat[0, 3] = 1.0
+    boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0]]).expand(1, L, 4).clone()
+    tgt = {"labels": labels, "heatmap": heat, "mask_box": labels.clone(), "boxes": boxes,
+           "centerness": torch.full((1, L), 0.5), "num_pos": 3.0, "num_heads": 1.0}
+    out = {"cls": torch.randn(1, L, generator=g), "ctr": torch.randn(1, L, generator=g), "boxes": boxes + 1.0}
+    cfg = SimpleNamespace(alpha=0.25, gamma=2.0)
+    native = fcos_criterion(out, tgt, cfg, MaskFocalLoss(norm="native"))["loss_cls"]
+    heads = fcos_criterion(out, tgt, cfg, MaskFocalLoss(norm="heads"))["loss_cls"]
+    assert_close(native * 3, heads * 1)  # the same sum, divided by N_pos = 3 instead of #heads = 1
+    scaled = fcos_criterion(out, {**tgt, "loss_scale": 2.0}, cfg, None)
+    plain = fcos_criterion(out, tgt, cfg, None)
+    for k in plain:
+        assert_close(scaled[k], 2 * plain[k])  # DDP: every term times the world size

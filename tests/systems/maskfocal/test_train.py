@@ -119,15 +119,80 @@ def test_ddp_two_cpu_ranks_finish_with_identical_weights(tmp_path):
     assert not list(tmp_path.glob("**/rank*"))
 
 
+DDP_GRADIENT_SCRIPT = r"""
+import copy, json, sys
+from pathlib import Path
+import torch
+from tenfold.core import distributed as D
+from tenfold.core.config import make_config
+from tenfold.systems.maskfocal.config import PROFILES, Config
+from tenfold.systems.maskfocal.data import load_data
+from tenfold.systems.maskfocal.loss import build_cls_loss
+from tenfold.systems.maskfocal.model import build_model
+from tenfold.systems.maskfocal.train import build_targets, collate, loss_terms, total_loss
+
+out = Path(sys.argv[1])
+ctx = D.setup("cpu")
+cpu = torch.device("cpu")
+result = {}
+for det, loss, norm in [("centernet", "mfl", "mask_weight"), ("centernet", "native", "native"),
+                        ("fcos", "native", "native"), ("fcos", "mfl", "native")]:
+    cfg = make_config(Config, PROFILES, "smoke", {"model.detector": det, "loss.cls_loss": loss, "loss.norm": norm})
+    data = load_data(cfg, out, ("train",), ctx)["train"]
+    targets = build_targets(cfg, data)
+    mfl = build_cls_loss(cfg.loss)
+    by_count = [int(i) for i in data.counts.argsort(kind="stable")]
+    batch = [by_count[0], by_count[-1], by_count[1], by_count[-2]]  # rank 0: the two sparsest, rank 1: densest
+    mine = D.shard_indices(batch, 4, ctx)[0]  # this rank's half of the global batch
+    grads = {}
+    for mode in ("global", "local"):  # "local": per-rank normalisers (collate without the process group)
+        torch.manual_seed(0)
+        model = build_model(cfg.model)
+        ref = copy.deepcopy(model)
+        ddp = D.wrap(model, ctx)
+        tgt = collate(cfg, targets, mine, cpu, ctx if mode == "global" else None, mfl)
+        total_loss(cfg, loss_terms(cfg, ddp, data.images[mine], tgt, mfl)).backward()  # DDP averages
+        grads[mode] = torch.cat([p.grad.flatten() for p in model.parameters()])
+    whole = collate(cfg, targets, batch, cpu, None, mfl)  # one process, the whole global batch
+    total_loss(cfg, loss_terms(cfg, ref, data.images[batch], whole, mfl)).backward()
+    g = torch.cat([p.grad.flatten() for p in ref.parameters()])
+    result[f"{det}-{loss}-{norm}"] = {m: float((v - g).norm() / g.norm()) for m, v in grads.items()}
+if ctx.is_main:
+    (out / "grads.json").write_text(json.dumps(result))
+D.teardown(ctx)
+"""
+
+
+def test_ddp_global_normalisers_give_the_single_process_gradient(tmp_path):
+    """2 gloo ranks, each with half of a global batch of 4: with the normalisers summed over ranks and the
+    terms scaled by the world size (train.collate), DDP's averaged gradient equals one process's gradient on the
+    whole batch; with per-rank normalisers (the test's negative control) it does not, since the halves hold
+    different numbers of heads."""
+    script = tmp_path / "ddp_grads.py"
+    script.write_text(DDP_GRADIENT_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(script), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    result = json.loads((tmp_path / "grads.json").read_text())
+    assert len(result) == 4
+    for name, err in result.items():
+        assert err["global"] < 1e-4, (name, err)  # float rounding only
+        assert err["local"] > 1e-3, (name, err)
+
+
 @pytest.mark.slow
 def test_quick_reproduction_rows(tmp_path):
-    """The quick profile (<= 10 min on 2 cores, dev seed 0): every claim row has finite numbers and a reference,
+    """The quick profile (~5 min on 2 cores, dev seed 0): every claim row has finite numbers and a reference,
     and the spec's slow check holds: MFL's test MAE is below the native loss's for each detector."""
     from tenfold.systems.maskfocal.reproduce import reproduce
 
     rows = reproduce("quick", 0, tmp_path)
-    assert len(rows) == 16
-    assert all(np.isfinite(r.method_value) and np.isfinite(r.baseline_value) for r in rows)
+    # 2 detectors x 8 rows, MFL(radius) + MFL(soft), 3 FCOS decomposition rows, 2 point-GT rows, 1 scale check
+    assert len(rows) == 22
+    assert all(np.isfinite(r.method_value) and np.isfinite(r.baseline_value) for r in rows)  # no empty bucket
+    assert [r.verdict for r in rows if r.kind == "check"] == ["holds"]
     assert (tmp_path / "count_scatter.png").exists() and (tmp_path / "detections_dense.png").exists()
     assert all(r.reference and np.isfinite(r.reference_value) for r in rows if r.metric.startswith(("MAE (", "RMSE")))
     main_rows = [r for r in rows if r.metric == "MAE (test)" and r.method.endswith("-mfl")

@@ -5,7 +5,8 @@ canonical object detection networks", arXiv 2212.11542 (spec ../shared/specs/mas
 
   make_synth_crowd   procedural stand-in for GTA_Head (spec 4.1), in synthcrowd.py (re-exported here).
   write_coco / write_points   COCO JSON (boxes) and a points CSV (point-only copy), the field's formats.
-  load_split         reads a COCO JSON through pycocotools, or a points CSV / JSON; invisible heads
+  load_split         reads a COCO JSON through pycocotools, a points CSV / JSON, or (formats.py) a SCUT-HEAD
+                     VOC XML folder, a CrowdHuman .odgt, a ShanghaiTech / UCF-QNRF .mat folder; invisible heads
                      (iscrowd = 1) are ignore regions; bad input raises InputError naming file and entry.
   data_files / load_data   {split: file} of a run (SynthCrowd generated into <run>/data by rank 0 first) and
                      the HeadSets read from them; shared by train.py and evaluate.py.
@@ -107,7 +108,8 @@ def prepare_synth(cfg_data, seed: int, folder: Path) -> dict[str, dict[str, Path
     folder = Path(folder)
     manifest = {"seed": seed, "size": cfg_data.image_size, "n": [cfg_data.num_train_images, cfg_data.num_val_images,
                 cfg_data.num_test_images], "heads": [cfg_data.min_heads, cfg_data.max_heads],
-                "frames": cfg_data.frames_per_sequence, "visibility": cfg_data.visibility_threshold, "version": 1}
+                "frames": cfg_data.frames_per_sequence, "visibility": cfg_data.visibility_threshold,
+                "head_scale": cfg_data.head_scale, "version": 2}
     paths = {s: {"boxes": folder / f"{s}.json", "points": folder / f"{s}_points.csv"} for s in SPLIT_SEQUENCE_OFFSET}
     mf = folder / "manifest.json"
     if mf.exists() and json.loads(mf.read_text()) == manifest:
@@ -116,7 +118,8 @@ def prepare_synth(cfg_data, seed: int, folder: Path) -> dict[str, dict[str, Path
     with _atomic_dir(folder) as tmp:
         for split, n in sizes.items():
             frames = make_synth_crowd(seed, n, cfg_data.image_size, cfg_data.min_heads, cfg_data.max_heads,
-                                      cfg_data.frames_per_sequence, SPLIT_SEQUENCE_OFFSET[split])
+                                      cfg_data.frames_per_sequence, SPLIT_SEQUENCE_OFFSET[split],
+                                      cfg_data.head_scale)
             write_coco(frames, tmp, split, cfg_data.visibility_threshold)
             write_points(frames, tmp, split, cfg_data.visibility_threshold)
         (tmp / "manifest.json").write_text(json.dumps(manifest))
@@ -327,8 +330,24 @@ def read_annotations(path: Path) -> tuple[list[dict], bool]:
     COCO JSON (an object with 'images' or 'annotations') -> [{file_name, hw, boxes, ignore}]; points CSV / JSON
     -> [{file_name, points}]. Any malformed content raises InputError naming the file and the entry.
     """
+    from tenfold.systems.maskfocal import formats
+
     path = Path(path)
-    if path.suffix.lower() == ".csv":
+    if path.is_dir():  # SCUT-HEAD Annotations/ (VOC XML) or ShanghaiTech / UCF-QNRF .mat points
+        kinds = {p.suffix.lower() for p in path.iterdir()}
+        if ".xml" in kinds:
+            entries, is_coco = formats.read_voc_folder(path), True
+        elif ".mat" in kinds:
+            entries, is_coco = formats.read_mat_folder(path), False
+        else:
+            raise InputError(f"{path}: a folder without .xml or .mat files; expected {formats.VOC_FORM} or "
+                             f"{formats.MAT_FORM}")
+    elif path.suffix.lower() == ".odgt":
+        entries, is_coco = formats.read_odgt(path, _read_text(path)), True
+    if path.is_dir() or path.suffix.lower() == ".odgt":
+        for e in entries:  # names come from inside the files: never read outside the image root
+            _safe_name(e["file_name"], path, e.get("entry", e["file_name"]))
+    elif path.suffix.lower() == ".csv":
         per, is_coco = _csv_points(path), False
     else:
         data = _read_json(path)
@@ -337,7 +356,7 @@ def read_annotations(path: Path) -> tuple[list[dict], bool]:
             entries = _coco_entries(path, data)
         else:
             per = _json_points(path, data)
-    if not is_coco:
+    if not is_coco and not path.is_dir():
         entries = [{"file_name": k, "points": np.array(v, dtype=np.float64).reshape(-1, 2)} for k, v in per.items()]
     if not entries:
         raise InputError(f"{path}: no images; expected at least one image entry")
@@ -398,14 +417,19 @@ def load_split(path: Path, image_root: Path | None = None, annotation_type: str 
     for e in entries:
         img = _load_image(root, e["file_name"], path, e.get("hw"))
         H, W = img.shape[1:]
+        where = f"{e['entry']}, image {e['file_name']!r}" if "entry" in e else f"image {e['file_name']!r}"
         if "boxes" in e:
             b = e["boxes"]
             pts = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], 1)
+            out = np.nonzero((b[:, 0] < -0.5) | (b[:, 1] < -0.5) | (b[:, 2] > W + 0.5) | (b[:, 3] > H + 0.5))[0]
+            if len(out):  # COCO / VOC were checked against their declared size; CrowdHuman declares none
+                raise InputError(f"{path}: {where}: box {b[out[0]].tolist()} (x1, y1, x2, y2) lies outside the "
+                                 f"{W}x{H} image")
         else:
             pts = e["points"]
             bad = np.nonzero((pts[:, 0] < 0) | (pts[:, 0] > W) | (pts[:, 1] < 0) | (pts[:, 1] > H))[0]
             if len(bad):
-                raise InputError(f"{path}: image {e['file_name']!r}: point {pts[bad[0]].tolist()} lies outside the "
+                raise InputError(f"{path}: {where}: point {pts[bad[0]].tolist()} lies outside the "
                                  f"{W}x{H} image")
         if annotation_type == "points" or "boxes" not in e:
             b = np.clip(pseudo_boxes(pts, pseudo_box), 0, [W, H, W, H])

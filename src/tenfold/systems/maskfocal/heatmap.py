@@ -9,6 +9,7 @@ Component -> function:
   Y_u = max_k exp(-|u - c~_k|^2 / (2 sigma_k^2)), sigma_k = (2 r_k + 1)/6 ... `draw_heatmap`
   mask M (box / radius / threshold)                                     ... `draw_heatmap`
   pseudo-boxes for point-only annotations (knn / nn / fixed)            ... `pseudo_boxes`
+  radius distribution, peak share of sum M Y, sum M Y per head (the scale check) ... `target_stats`
 Conventions: output cell u = (ux, uy) covers image pixels [u R, (u + 1) R); c~_k = floor(c_k / R).
 """
 
@@ -155,6 +156,35 @@ def centernet_targets(boxes: np.ndarray, image_hw: tuple[int, int], stride: int,
     return out
 
 
+def _assign_locations(b: np.ndarray, c: np.ndarray, area: np.ndarray, shape: tuple[int, int], s: int,
+                      radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """FCOS assignment of one level without a locations x heads array: (matched head index (L,), positive (L,)).
+
+    A location matches head k when its point lies strictly inside the box and within radius * s of the centre
+    (per axis), or it is the cell holding the centre; the smallest matching box wins (the first on ties).
+    Each head visits only the cells of its window, so memory is O(L + K) (a 512^2 image with 2,000 heads
+    would need ~1 GB as a dense (L, K, 4) array).
+    """
+    h, w = shape
+    best = np.full(h * w, np.inf)
+    idx = np.zeros(h * w, dtype=np.int64)
+    cell = np.floor(c / s).astype(np.int64).clip(0, [w - 1, h - 1]) if len(b) else np.zeros((0, 2), np.int64)
+    for k in range(len(b)):
+        x1, y1, x2, y2 = b[k]
+        lo = np.maximum([x1, y1], c[k] - radius * s)  # open interval (lo, hi) of admissible cell centres
+        hi = np.minimum([x2, y2], c[k] + radius * s)
+        gx = np.arange(max(int(np.floor((lo[0] - s / 2) / s)), 0), min(int(np.ceil((hi[0] - s / 2) / s)) + 1, w))
+        gy = np.arange(max(int(np.floor((lo[1] - s / 2) / s)), 0), min(int(np.ceil((hi[1] - s / 2) / s)) + 1, h))
+        px, py = gx * s + s / 2.0, gy * s + s / 2.0
+        inx = (px > x1) & (px < x2) & (np.abs(px - c[k, 0]) < radius * s)
+        iny = (py > y1) & (py < y2) & (np.abs(py - c[k, 1]) < radius * s)
+        cells = (gy[iny][:, None] * w + gx[inx][None, :]).ravel()
+        cells = np.append(cells, cell[k, 1] * w + cell[k, 0])
+        win = cells[area[k] < best[cells]]
+        best[win], idx[win] = area[k], k
+    return idx, np.isfinite(best)
+
+
 def fcos_targets(boxes: np.ndarray, image_hw: tuple[int, int], strides: tuple[int, ...], size_split: float,
                  radius: float = 1.5, min_overlap: float = 0.7, min_radius: int = 1) -> dict[str, np.ndarray]:
     """Per-image FCOS targets over all locations L (levels in `strides` order, row-major): labels t, heatmap Y,
@@ -178,13 +208,7 @@ def fcos_targets(boxes: np.ndarray, image_hw: tuple[int, int], strides: tuple[in
         pts = np.stack([xs.ravel(), ys.ravel()], 1) * s + s / 2.0  # (L_l, 2) cell centres px
         sel = np.nonzero(level == li)[0]
         b, c = boxes[sel], centers[sel]
-        ltrb = np.concatenate([pts[:, None] - b[None, :, :2], b[None, :, 2:] - pts[:, None]], 2)  # (L_l, K_l, 4)
-        match = (ltrb.min(2) > 0) & (np.abs(pts[:, None] - c[None]).max(2) < radius * s)
-        cell = np.floor(c / s).astype(np.int64).clip(0, [w - 1, h - 1])  # (K_l, 2) c~
-        match[cell[:, 1] * w + cell[:, 0], np.arange(len(sel))] = True
-        score = np.where(match, 1e8 - area[sel][None], 0.0)  # smallest matching box wins
-        idx = score.argmax(1) if len(sel) else np.zeros(len(pts), dtype=np.int64)
-        pos = score.max(1) > 0 if len(sel) else np.zeros(len(pts), dtype=bool)
+        idx, pos = _assign_locations(b, c, area[sel], (h, w), s, radius)
         matched = b[idx] if len(sel) else np.zeros((len(pts), 4))
         d = np.concatenate([pts - matched[:, :2], matched[:, 2:] - pts], 1).clip(min=0)  # (L_l, 4)
         lr, tb = d[:, [0, 2]], d[:, [1, 3]]
@@ -199,3 +223,40 @@ def fcos_targets(boxes: np.ndarray, image_hw: tuple[int, int], strides: tuple[in
     out = {k: np.concatenate(v) for k, v in parts.items()}
     out["num_heads"] = np.array(float(len(boxes)))
     return out
+
+
+def target_stats(boxes_per_image: list[np.ndarray], image_hw: tuple[int, int], stride: int,
+                 min_overlap: float = 0.7, min_radius: int = 1, mask_mode: str = "box",
+                 delta: float = 1.0) -> dict[str, object]:
+    """How far MFL differs from CenterNet's loss at a scale: statistics of the GT drawn on the output grid.
+
+    MFL's positive weight is w_u = M_u Y_u^delta; CenterNet's loss puts all of it on the peak cells (Y = 1). When
+    every head has the floor radius, Y falls to e^{-2} one cell from the peak and nearly all of sum w sits on the
+    peaks, so MFL(box) is CenterNet's loss in all but name (issue 19). Returns
+      num_heads, radius_counts {r: heads}, floor_radius_share (share of heads with r = min_radius),
+      median_radius, peak_weight_share = sum_{Y=1} w / sum w, mask_weight_per_head = sum w / #heads,
+      mask_cells_per_head = sum M / #heads, peaks_per_head = #(Y = 1 cells) / #heads.
+    """
+    shape = (image_hw[0] // stride, image_hw[1] // stride)
+    radii, total_w, peak_w, cells, peaks = [], 0.0, 0.0, 0.0, 0
+    for boxes in boxes_per_image:
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if not len(boxes):
+            continue
+        radii.append(head_radii(boxes, stride, min_overlap, min_radius))
+        t = draw_heatmap(boxes, shape, stride, min_overlap, min_radius)
+        m = t.masks[mask_mode].astype(np.float64)
+        w = m * t.heatmap.astype(np.float64) ** delta
+        peak = t.heatmap == 1.0
+        total_w, peak_w = total_w + w.sum(), peak_w + w[peak].sum()
+        cells, peaks = cells + m.sum(), peaks + int(peak.sum())
+    r = np.concatenate(radii) if radii else np.zeros(0, dtype=np.int64)
+    n = len(r)
+    values, counts = np.unique(r, return_counts=True)
+    return {"num_heads": n, "radius_counts": {int(v): int(c) for v, c in zip(values, counts)},
+            "floor_radius_share": float(np.mean(r == min_radius)) if n else float("nan"),
+            "median_radius": float(np.median(r)) if n else float("nan"),
+            "peak_weight_share": peak_w / total_w if total_w > 0 else float("nan"),
+            "mask_weight_per_head": total_w / n if n else float("nan"),
+            "mask_cells_per_head": cells / n if n else float("nan"),
+            "peaks_per_head": peaks / n if n else float("nan")}

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 VARIANTS = ("weighted", "unweighted", "soft")
-NORMS = ("mask_weight", "heads")
+NORMS = ("mask_weight", "heads", "native")
 
 
 def binary_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0,
@@ -69,7 +69,9 @@ class MaskFocalLoss(nn.Module):
             "soft" (inside M: -|Y - p|^a [Y log p + (1 - Y) log(1 - p)], quality/varifocal style).
         delta: exponent of the in-situ heatmap weight (1).
         a, b: focal exponents (2, 4, as CenterNet).
-        norm: "mask_weight" (N = sum_u M_u w_u, default) or "heads" (N = number of heads); N >= 1 always, so
+        norm: "mask_weight" (N = sum_u M_u w_u, default), "heads" (N = number of heads) or "native" (N = the
+            host detector's own normaliser, passed in by its criterion: #heads for CenterNet, #positive locations
+            for FCOS, so that both losses of a comparison divide by the same N, pitfall 6); N >= 1 always, so
             with zero heads only the negative sum remains.
     Special cases (tested): M = 1{Y = 1}, norm="heads" -> L_B exactly; Y = M = binary box map -> L_A with
     alpha-balancing off, normalised by the number of positive locations.
@@ -84,20 +86,30 @@ class MaskFocalLoss(nn.Module):
             raise ValueError(f"MaskFocalLoss norm must be one of {NORMS}, got {norm!r}")
         self.mask_mode, self.variant, self.delta, self.a, self.b, self.norm = mask_mode, variant, delta, a, b, norm
 
+    def positive_weight(self, heatmap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """w_u = M_u Y_u^delta (weighted, soft) or M_u (unweighted): N of norm="mask_weight" is its sum."""
+        return mask if self.variant == "unweighted" else mask * heatmap ** self.delta
+
     def forward(self, logits: torch.Tensor, heatmap: torch.Tensor, mask: torch.Tensor,
-                num_heads: float | torch.Tensor | None = None) -> torch.Tensor:
-        """logits, heatmap Y, mask M: same shape (e.g. (B, 1, Ho, Wo)); returns a scalar."""
+                num_heads: float | torch.Tensor | None = None,
+                normaliser: float | torch.Tensor | None = None) -> torch.Tensor:
+        """logits, heatmap Y, mask M: same shape (e.g. (B, 1, Ho, Wo)); returns a scalar.
+
+        num_heads: N for norm="heads" / "native" (the criterion passes the host's own count for "native").
+        normaliser: when given, N itself, whatever `norm` (train.py passes N summed over DDP ranks).
+        """
         log_p, log_1mp = F.logsigmoid(logits), F.logsigmoid(-logits)
         p = torch.sigmoid(logits)
         neg = (1 - mask) * (1 - heatmap) ** self.b * p ** self.a * log_1mp
         # Design choice: every variant uses the same penalty-reduced negative term outside M.
+        weight = self.positive_weight(heatmap, mask)
         if self.variant == "soft":
             pos = mask * (heatmap - p).abs() ** self.a * (heatmap * log_p + (1 - heatmap) * log_1mp)
-            weight = mask * heatmap ** self.delta
         else:
-            weight = mask * heatmap ** self.delta if self.variant == "weighted" else mask
             pos = weight * (1 - p) ** self.a * log_p
-        if self.norm == "heads":
+        if normaliser is not None:
+            n = torch.as_tensor(normaliser, dtype=logits.dtype)
+        elif self.norm in ("heads", "native"):
             n = torch.as_tensor(0.0 if num_heads is None else num_heads, dtype=logits.dtype)
         else:
             n = weight.sum()
@@ -117,20 +129,24 @@ def centernet_criterion(out: dict, tgt: dict, cfg_loss, mfl: MaskFocalLoss | Non
 
     out: "heatmap" (B, 1, Ho, Wo) logits, "size" (B, 2, Ho, Wo), "offset" (B, 2, Ho, Wo).
     tgt: "heatmap" (B, 1, Ho, Wo), "mask_<mode>" (B, 1, Ho, Wo), "index" (K, 3) (b, y, x) of the peaks,
-         "size" (K, 2), "offset" (K, 2), "num_heads" (scalar, global over DDP ranks when distributed).
+         "size" (K, 2), "offset" (K, 2); the normalisers "num_heads" and (MFL) "mask_weight", summed over the
+         DDP ranks, and "loss_scale" = the world size (train.collate), so that the gradients DDP averages over
+         ranks equal one process's on the whole global batch. Without them: this batch's counts, scale 1.
     """
-    n = tgt["num_heads"]
+    b, y, x = tgt["index"].unbind(1)
+    n = tgt.get("num_heads", float(len(b)))
+    scale = tgt.get("loss_scale", 1.0)
     if mfl is None:
         cls = centernet_focal_loss(out["heatmap"], tgt["heatmap"], cfg_loss.a, cfg_loss.b, num_heads=n)
     else:
-        cls = mfl(out["heatmap"], tgt["heatmap"], tgt[f"mask_{mfl.mask_mode}"], num_heads=n)
-    b, y, x = tgt["index"].unbind(1)
+        cls = mfl(out["heatmap"], tgt["heatmap"], tgt[f"mask_{mfl.mask_mode}"], num_heads=n,
+                  normaliser=tgt.get("mask_weight") if mfl.norm == "mask_weight" else None)
     size = out["size"].permute(0, 2, 3, 1)[b, y, x]  # (B, 2, Ho, Wo) -> (B, Ho, Wo, 2) -> (K, 2)
     offset = out["offset"].permute(0, 2, 3, 1)[b, y, x]  # (K, 2)
-    denom = torch.clamp(torch.as_tensor(float(len(b))), min=1.0)
+    denom = torch.clamp(torch.as_tensor(float(n)), min=1.0)
     # Paper (CenterNet): L1 on size and offset at the peaks, weights 0.1 and 1 (unverified recollection).
-    return {"loss_cls": cls, "loss_size": F.l1_loss(size, tgt["size"], reduction="sum") / denom,
-            "loss_offset": F.l1_loss(offset, tgt["offset"], reduction="sum") / denom}
+    return {"loss_cls": scale * cls, "loss_size": scale * F.l1_loss(size, tgt["size"], reduction="sum") / denom,
+            "loss_offset": scale * F.l1_loss(offset, tgt["offset"], reduction="sum") / denom}
 
 
 def fcos_criterion(out: dict, tgt: dict, cfg_loss, mfl: MaskFocalLoss | None) -> dict[str, torch.Tensor]:
@@ -138,17 +154,22 @@ def fcos_criterion(out: dict, tgt: dict, cfg_loss, mfl: MaskFocalLoss | None) ->
 
     out: "cls" (B, L) logits, "ctr" (B, L) logits, "boxes" (B, L, 4) xyxy px (decoded from LTRB).
     tgt: "labels" (B, L) binary t, "heatmap" (B, L) Y, "mask_<mode>" (B, L), "boxes" (B, L, 4),
-         "centerness" (B, L), "num_pos", "num_heads" (global counts).
-    Only loss_cls changes with the switch; centre-ness and GIoU stay FCOS's (spec 2.6).
+         "centerness" (B, L); normalisers "num_pos", "num_heads", (MFL) "mask_weight" and "loss_scale" as in
+         `centernet_criterion`.
+    Only loss_cls changes with the switch; centre-ness and GIoU stay FCOS's (spec 2.6). MFL with norm="native"
+    divides by FCOS's own N_pos, as the native loss does.
     """
     from torchvision.ops import generalized_box_iou_loss
 
+    scale = tgt.get("loss_scale", 1.0)
     if mfl is None:
         cls = binary_focal_loss(out["cls"], tgt["labels"], cfg_loss.alpha, cfg_loss.gamma, num_pos=tgt["num_pos"])
     else:
-        cls = mfl(out["cls"], tgt["heatmap"], tgt[f"mask_{mfl.mask_mode}"], num_heads=tgt["num_heads"])
+        n_mfl = tgt["num_pos"] if mfl.norm == "native" else tgt["num_heads"]
+        cls = mfl(out["cls"], tgt["heatmap"], tgt[f"mask_{mfl.mask_mode}"], num_heads=n_mfl,
+                  normaliser=tgt.get("mask_weight") if mfl.norm == "mask_weight" else None)
     pos = tgt["labels"] > 0
     n = torch.clamp(torch.as_tensor(tgt["num_pos"], dtype=out["cls"].dtype), min=1.0)
     ctr = F.binary_cross_entropy_with_logits(out["ctr"][pos], tgt["centerness"][pos], reduction="sum") / n
     giou = generalized_box_iou_loss(out["boxes"][pos], tgt["boxes"][pos], reduction="sum") / n
-    return {"loss_cls": cls, "loss_centerness": ctr, "loss_box": giou}
+    return {"loss_cls": scale * cls, "loss_centerness": scale * ctr, "loss_box": scale * giou}

@@ -11,7 +11,10 @@ Rows (one seed's `Measurement`s; the CLI aggregates the claim seeds and judges t
   per detector (CenterNetLite, FCOSLite): MAE, RMSE lower with MFL; AP@0.5 higher; MAE per density bucket;
       the MAE gain of the dense bucket exceeds that of the sparse bucket ("gain grows with density")
   point-GT variant (CenterNetLite on knn pseudo-boxes): MAE lower, point-F1 higher with MFL
-  full profile only: MFL(radius), MFL(soft) vs native (MAE)
+  CenterNetLite: MFL(radius), MFL(soft) vs native (MAE)
+  FCOSLite decomposition (issue 19): native alpha off vs native; MFL unweighted vs native alpha off; MFL vs MFL
+      unweighted (MAE), so that the rows say which part of the change helps
+  check: at this scale MFL(box) puts < 50 % of its positive weight on the peak cells (heatmap.target_stats)
 """
 
 from __future__ import annotations
@@ -40,14 +43,42 @@ def plan_runs(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
     for det in cfg.reproduce.detectors:
         runs += [(f"{det}-native", {"model.detector": det, "loss.cls_loss": "native"}),
                  (f"{det}-mfl", {"model.detector": det, "loss.cls_loss": "mfl"})]
-        if cfg.reproduce.use_mask_variants:
+        if cfg.reproduce.use_mask_variants and det == "centernet":
+            # Design choice (time budget): the mask variants run on CenterNetLite only, whose native loss is
+            # MFL's closest relative (M = 1{Y = 1}); FCOSLite gets the decomposition rows below instead.
             runs += [(f"{det}-mfl_radius", {"model.detector": det, "loss.cls_loss": "mfl", "loss.mask_mode": "radius"}),
                      (f"{det}-mfl_soft", {"model.detector": det, "loss.cls_loss": "mfl", "loss.variant": "soft"})]
+        if cfg.reproduce.use_fcos_ablations and det == "fcos":
+            # issue 19: MFL on FCOS changes alpha-balancing, the assignment / negative penalty and the Gaussian
+            # weights at once; these two runs switch one part each (alpha < 0 disables alpha, as in torchvision).
+            runs += [(f"{det}-native_noalpha", {"model.detector": det, "loss.cls_loss": "native", "loss.alpha": -1.0}),
+                     (f"{det}-mfl_unweighted", {"model.detector": det, "loss.cls_loss": "mfl",
+                                                "loss.variant": "unweighted"})]
     if cfg.reproduce.use_point_variant:
         for loss in ("native", "mfl"):
             runs.append((f"points-centernet-{loss}", {"model.detector": "centernet", "loss.cls_loss": loss,
                                                       "data.annotation_type": "points"}))
     return runs
+
+
+def scale_stats(cfg: Config, out_dir: Path) -> dict[str, dict]:
+    """Radius distribution and MFL(box) weight statistics of the training split (heatmap.target_stats) on the
+    CenterNetLite grid and on each FCOSLite level; written to <out>/target_stats.json."""
+    import json
+
+    from tenfold.systems.maskfocal.data import load_split
+    from tenfold.systems.maskfocal.heatmap import target_stats
+
+    train = load_split(out_dir / "data" / "train.json")
+    hw, m = tuple(train.images.shape[-2:]), cfg.model
+    stats = {f"centernet stride {m.output_stride}": target_stats(train.boxes, hw, m.output_stride, m.min_overlap,
+                                                                 m.min_radius)}
+    for li, s in enumerate(m.fcos_strides):  # FCOSLite: each level sees the heads assigned to it
+        big = [(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) > m.fcos_size_split) for b in train.boxes]
+        level = [b[np.minimum(g.astype(int), len(m.fcos_strides) - 1) == li] for b, g in zip(train.boxes, big)]
+        stats[f"fcos stride {s}"] = target_stats(level, hw, s, m.min_overlap, m.min_radius)
+    (out_dir / "target_stats.json").write_text(json.dumps(stats, indent=2, default=float) + "\n")
+    return stats
 
 
 def run_all(cfg: Config, out_dir: Path) -> tuple[dict[str, dict], dict[str, float]]:
@@ -70,7 +101,23 @@ def _num(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
 
-def claim_rows(cfg: Config, results: dict[str, dict], wall: dict[str, float], seed: int) -> list[Measurement]:
+def _budget(cfg: Config, method: str, baseline: str) -> dict[str, dict[str, Any]]:
+    """Each arm's budget: the same epochs, optimiser steps, lr and tau search; the cls normaliser it used."""
+    steps = cfg.train.epochs * (cfg.data.num_train_images // cfg.train.batch_size)
+
+    def arm(name: str) -> dict[str, Any]:
+        det = "fcos" if "fcos" in name else "centernet"
+        norm = {"centernet": "#heads", "fcos": "#positive locations"}[det]
+        if "mfl" in name and cfg.loss.norm != "native":
+            norm = {"heads": "#heads", "mask_weight": "sum M*Y"}[cfg.loss.norm]
+        return {"epochs": cfg.train.epochs, "steps": steps, "lr": cfg.train.lr, "lr_search": "none (fixed)",
+                "tau_search": "val grid 0.01", "cls_normaliser": norm}
+
+    return {"method": arm(method), "baseline": arm(baseline)}
+
+
+def claim_rows(cfg: Config, results: dict[str, dict], wall: dict[str, float], seed: int,
+               stats: dict[str, dict] | None = None) -> list[Measurement]:
     rows: list[Measurement] = []
     edges = cfg.eval.bucket_edges
 
@@ -78,16 +125,16 @@ def claim_rows(cfg: Config, results: dict[str, dict], wall: dict[str, float], se
         m, b = results[method], results[baseline]
         # The trivial predictor of each metric: the validation-median count for every image (MAE / RMSE rows, the
         # same for both arms: one data set), no detections for AP and point-F1. Neither arm beating it makes the
-        # row inconclusive (degenerate).
+        # row inconclusive (degenerate). The reference name is the same on every seed (core.claims.aggregate).
         if key.startswith(("mae", "rmse")):
-            reference, ref_value = f"constant count (val median {_num(m.get('const_count')):.0f})", m.get(f"const_{key}")
+            reference, ref_value = "constant count (validation median)", m.get(f"const_{key}")
+            details = f"{details}; val median {_num(m.get('const_count')):.0f}".lstrip("; ")
         else:
             reference, ref_value = "no detections", 0.0
         rows.append(Measurement(system=SYSTEM, claim=claim, metric=metric, method=method, method_value=_num(m[key]),
                                 baseline=baseline, baseline_value=_num(b[key]), relation=Relation(op), seed=seed,
                                 wall_time_s=wall[method] + wall[baseline], details=details, reference=reference,
-                                reference_value=_num(ref_value), budget={
-                                    "method": {"epochs": cfg.train.epochs}, "baseline": {"epochs": cfg.train.epochs}}))
+                                reference_value=_num(ref_value), budget=_budget(cfg, method, baseline)))
 
     for det in cfg.reproduce.detectors:
         name, mfl, nat = DETECTOR_NAMES[det], f"{det}-mfl", f"{det}-native"
@@ -100,19 +147,40 @@ def claim_rows(cfg: Config, results: dict[str, dict], wall: dict[str, float], se
             row(f"{name}: MFL lowers MAE in the {bucket} bucket ({label})", f"MAE {bucket} (test)", mfl, nat,
                 f"mae_{bucket}", "<")
         gains = {b: _num(results[nat][f"mae_{b}"]) - _num(results[mfl][f"mae_{b}"]) for b in ("sparse", "dense")}
-        rows.append(Measurement(system=SYSTEM, claim=f"{name}: the MFL gain grows with density (dense vs sparse bucket)",
+        rows.append(Measurement(system=SYSTEM,
+                                claim=f"{name}: the MFL gain grows with density (dense vs sparse bucket)",
                                 metric="MAE gain native - MFL", method="dense bucket", method_value=gains["dense"],
                                 baseline="sparse bucket", baseline_value=gains["sparse"], relation=Relation(">"),
-                                seed=seed, wall_time_s=wall[mfl] + wall[nat]))
+                                seed=seed, wall_time_s=wall[mfl] + wall[nat], budget=_budget(cfg, mfl, nat)))
         for variant in ("mfl_radius", "mfl_soft"):
             if f"{det}-{variant}" in results:
                 row(f"{name}: MFL({variant[4:]}) lowers MAE vs the native loss", "MAE (test)", f"{det}-{variant}",
                     nat, "mae", "<")
+        if f"{det}-native_noalpha" in results:
+            # One switch per row: alpha-balancing; then the mask M, the penalty-reduced negatives and the
+            # normaliser (unweighted MFL vs native without alpha); then the Gaussian weights Y^delta.
+            row(f"{name}: switching off alpha-balancing alone lowers MAE (native, alpha off vs alpha 0.25)",
+                "MAE (test)", f"{det}-native_noalpha", nat, "mae", "<")
+            row(f"{name}: MFL's mask and penalty-reduced negatives lower MAE (MFL unweighted vs native, alpha off)",
+                "MAE (test)", f"{det}-mfl_unweighted", f"{det}-native_noalpha", "mae", "<")
+            row(f"{name}: MFL's Gaussian weights lower MAE (MFL vs MFL unweighted)", "MAE (test)", mfl,
+                f"{det}-mfl_unweighted", "mae", "<")
     if "points-centernet-mfl" in results:
         mfl, nat = "points-centernet-mfl", "points-centernet-native"
         row("Point GT (knn pseudo-boxes): MFL lowers MAE vs the native loss", "MAE (test)", mfl, nat, "mae", "<")
         row("Point GT (knn pseudo-boxes): MFL raises point-F1", "point-F1 (test)", mfl, nat, "point_f1", ">",
             "AP is not reported on pseudo-boxes (pitfall 10)")
+    if stats is not None and "centernet" in cfg.reproduce.detectors:
+        st = stats[f"centernet stride {cfg.model.output_stride}"]
+        # A check of the set-up (issue 19): MFL(box) puts less than half its positive weight on the peak cells,
+        # where CenterNet's loss puts all of it; otherwise the CenterNet rows compare the loss with itself.
+        rows.append(Measurement(
+            system=SYSTEM, claim="Scale: MFL(box) spreads its positive weight beyond CenterNet's peak cells",
+            metric="share of sum M*Y on peak cells (train GT)", method="MFL(box)",
+            method_value=float(st["peak_weight_share"]), baseline="half", baseline_value=0.5,
+            relation=Relation("<"), seed=seed, wall_time_s=0.0, kind="check",
+            details=(f"radius counts {st['radius_counts']}; sum M*Y per head {st['mask_weight_per_head']:.2f}; "
+                     f"mask cells per head {st['mask_cells_per_head']:.1f}")))
     return rows
 
 
@@ -121,7 +189,7 @@ def reproduce(profile: str, seed: int, out_dir: Path) -> list[Measurement]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results, wall = run_all(cfg, out_dir)
-    rows = claim_rows(cfg, results, wall, seed)
+    rows = claim_rows(cfg, results, wall, seed, scale_stats(cfg, out_dir))
     plot_count_scatter(results, out_dir / "count_scatter.png")
     plot_dense_detections(cfg, out_dir, results, out_dir / "detections_dense.png")
     return rows

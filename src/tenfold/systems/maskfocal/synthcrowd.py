@@ -60,12 +60,14 @@ class _Sequence:
     blobs: np.ndarray  # (B, 3) x, y, radius
 
 
-def _make_sequence(rng: np.random.Generator, size: int, n_min: int, n_max: int) -> _Sequence:
+def _make_sequence(rng: np.random.Generator, size: int, n_min: int, n_max: int, quantile: float,
+                   head_scale: float = 1.0) -> _Sequence:
     H = W = size
-    scale = size / 256.0
+    scale = size / 256.0 * head_scale
     y_h = rng.uniform(-0.4 * H, 0.15 * H)  # horizon row, may be above the frame
     s_near = rng.uniform(14, 30) * scale
-    n = int(round(math.exp(rng.uniform(math.log(n_min), math.log(n_max)))))  # log-uniform count
+    # log-uniform count, drawn at the sequence's stratified quantile (make_synth_crowd)
+    n = int(round(math.exp(math.log(n_min) + quantile * (math.log(n_max) - math.log(n_min)))))
     # Rows with density proportional to 1 / s(y)^2 (constant ground-plane density) by inverse CDF.
     grid = np.linspace(max(y_h + 1.0, 0.0), H - 1, 512)
     w = 1.0 / head_size_at(grid, y_h, s_near, H) ** 2
@@ -142,18 +144,24 @@ def _photometrics(img: np.ndarray, seq: _Sequence, rng: np.random.Generator, siz
 
 
 def make_synth_crowd(seed: int, num_images: int, size: int = 256, min_heads: int = 50, max_heads: int = 800,
-                     frames_per_sequence: int = 15, first_sequence: int = 0) -> list[Frame]:
+                     frames_per_sequence: int = 15, first_sequence: int = 0, head_scale: float = 1.0) -> list[Frame]:
     """SynthCrowd (spec 4.1): sequences of `frames_per_sequence` frames; people random-walk between frames.
 
     Sequence j uses its own generator seeded by (seed, first_sequence + j), so splits made with disjoint
-    `first_sequence` ranges share no sequence.
+    `first_sequence` ranges share no sequence. `head_scale` multiplies every head size (s_near).
+    # Design choice: the log-uniform counts of a split's S sequences are stratified: sequence j draws its
+    # quantile from [(pi_j) / S, (pi_j + 1) / S) for a random permutation pi, so every part of [min_heads,
+    # max_heads] (hence every density bucket) is covered by some sequence of every split, on every seed.
     """
+    n_seq = -(-num_images // frames_per_sequence)
+    strata = np.random.default_rng([seed, first_sequence, 7]).permutation(n_seq)
     frames: list[Frame] = []
     j = 0
     while len(frames) < num_images:
         sid = first_sequence + j
         rng = np.random.default_rng([seed, sid])
-        seq = _make_sequence(rng, size, min_heads, max_heads)
+        quantile = (strata[j] + rng.random()) / n_seq
+        seq = _make_sequence(rng, size, min_heads, max_heads, quantile, head_scale)
         xs, ys = seq.xs.copy(), seq.ys.copy()
         for f in range(min(frames_per_sequence, num_images - len(frames))):
             img, boxes, centres, vis = _render(seq, xs, ys, rng, size)

@@ -52,8 +52,14 @@ def build_targets(cfg: Config, ds: HeadSet) -> list[dict[str, np.ndarray]]:
                          m.min_radius) for b in ds.boxes]
 
 
-def collate(cfg: Config, targets: list[dict[str, np.ndarray]], idx: list[int], device: torch.device) -> dict:
-    """Stack per-image targets of a batch; CenterNet peaks become an index (K, 3) of (b, y, x)."""
+def collate(cfg: Config, targets: list[dict[str, np.ndarray]], idx: list[int], device: torch.device,
+            ctx: D.DistContext | None = None, mfl=None) -> dict:
+    """Stack per-image targets of a batch; CenterNet peaks become an index (K, 3) of (b, y, x).
+
+    The loss normalisers (num_heads, num_pos and, for MFL, mask_weight = sum_u w_u) are summed over the DDP
+    ranks and every loss term is scaled by the world size ("loss_scale"): DDP averages the ranks' gradients, so
+    N ranks then take exactly the step of one process on the whole global batch (up to float rounding).
+    """
     dense = [k for k in targets[idx[0]] if k not in ("centers", "size", "offset", "num_heads")]
     out: dict[str, Any] = {k: torch.from_numpy(np.stack([targets[i][k] for i in idx])).to(device) for k in dense}
     if cfg.model.detector == "centernet":
@@ -63,10 +69,22 @@ def collate(cfg: Config, targets: list[dict[str, np.ndarray]], idx: list[int], d
         out["index"] = torch.from_numpy(np.stack([b, c[:, 1], c[:, 0]], 1)).to(device)  # (K, 3) (b, y, x)
         for k in ("size", "offset"):
             out[k] = torch.from_numpy(np.concatenate([targets[i][k] for i in idx]).reshape(-1, 2)).to(device)
-        out["num_heads"] = float(len(b))
+        num_heads = float(len(b))
     else:
-        out["num_pos"] = float(out["labels"].sum())
-        out["num_heads"] = float(sum(targets[i]["num_heads"] for i in idx))
+        num_heads = float(sum(targets[i]["num_heads"] for i in idx))
+    counts = [num_heads, float(out["labels"].sum()) if "labels" in out else 0.0]
+    if mfl is not None:
+        counts.append(float(mfl.positive_weight(out["heatmap"], out[f"mask_{mfl.mask_mode}"]).double().sum()))
+    if ctx is not None and ctx.distributed:
+        import torch.distributed as dist
+
+        t = torch.tensor(counts, dtype=torch.float64, device=ctx.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        counts = t.tolist()
+        out["loss_scale"] = float(ctx.world_size)
+    out["num_heads"], out["num_pos"] = counts[0], counts[1]
+    if mfl is not None:
+        out["mask_weight"] = counts[2]
     return out
 
 
@@ -137,7 +155,7 @@ def _train(cfg: Config, run_dir: Path, ctx: D.DistContext, t0: float) -> dict[st
     while step < total:
         epoch, i = divmod(step, steps_per_epoch)
         idx = epoch_batches(cfg, len(train_set.images), epoch, ctx)[i]
-        tgt = collate(cfg, targets, idx, ctx.device)
+        tgt = collate(cfg, targets, idx, ctx.device, ctx, mfl)
         terms = loss_terms(cfg, ddp, train_set.images[idx].to(ctx.device), tgt, mfl)
         loss = total_loss(cfg, terms)
         if not torch.isfinite(loss):
