@@ -200,3 +200,28 @@ def test_naive_attack_apply(data):
     atk = NaiveAttack.build(data, 2)
     out = atk.apply(data.train_x[:2])
     assert_close(out[..., 13:15, 13:15], torch.full((2, 1, 2, 2), 7 / 3))
+
+
+def _stopping_trigger(check_every: int):
+    """A pre-ReLU trigger whose early stop fires mid-run: stop_loss halfway between the loss at step 0 (L0) and
+    the loss at step 10 (L10) of the unstopped run, so the per-step loop stops after 1..10 steps."""
+    d = tiny_data()
+
+    def build(steps: int, stop: float, every: int = 1) -> DoorpingTrigger:
+        return DoorpingTrigger.build(d, 2, torch.Generator().manual_seed(5), activation="pre_relu", steps=steps,
+                                     stop_loss=stop, lr=1.0, check_every=every)
+
+    l0 = build(1, 1e-12).update(_mini_net(3))["trigger_loss"]  # the loss computed at step 0
+    l10 = build(11, 1e-12).update(_mini_net(3))["trigger_loss"]  # the loss computed at step 10
+    assert l10 < l0
+    return build(30, (l0 + l10) / 2, check_every)
+
+
+def test_batched_early_stop_check_equals_the_per_step_break():
+    # Issue 21 (GPU hot path): checking the stop every 7 steps (no host sync in between; a stopped tau is frozen
+    # with torch.where) gives the same tau, step count and loss as the code's per-step break.
+    per_step, batched = _stopping_trigger(1), _stopping_trigger(7)
+    r1, r7 = per_step.update(_mini_net(3)), batched.update(_mini_net(3))
+    assert 1 <= r1["trigger_steps"] <= 10
+    assert r1["trigger_steps"] == r7["trigger_steps"] and r1["trigger_loss"] == r7["trigger_loss"]
+    assert torch.equal(per_step.tau, batched.tau)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.testing import assert_close
 
-from tenfold.systems.doorping.defense import (anomaly_index, fine_prune, flag_scores, last_conv, neural_cleanse,
-                                              prediction_entropy, strip_auroc, strip_entropy)
+from tenfold.systems.doorping.defense import (activation_clustering, anomaly_index, fine_prune, flag_scores,
+                                              kmeans2_stats, last_conv, neural_cleanse, penultimate,
+                                              prediction_entropy, spectral_scores, spectral_signature, strip_auroc,
+                                              strip_entropy)
 from tenfold.systems.doorping.model import ConvNetMini
 
 
@@ -121,3 +124,75 @@ def test_neural_cleanse_flags_a_planted_backdoor():
     x[:, :, :2, :2] *= 0.5  # clean corners (mean <= 0.5) stay off the bump (centred at 0.7)
     out = neural_cleanse(Planted(), x, 10, steps=150, generator=torch.Generator().manual_seed(2))
     assert out["flagged"] == [3], out
+
+
+# ----------------------------------------------------------------------- activation clustering, spectral signatures
+
+def test_kmeans2_stats_hand_values_on_three_points():
+    # 1-D points 0, 1, 10 -> clusters {0, 1} and {10}; smaller share 1/3.
+    # silhouette: s(0) = 1 - a/b = 1 - 1/10 = 0.9; s(1) = 1 - 1/9 = 0.8889; s(10) = 0 (a singleton, sklearn's
+    # convention); mean = (0.9 + 0.8889 + 0) / 3 = 0.59630.
+    out = kmeans2_stats(np.array([[0.0], [1.0], [10.0]]))
+    assert out["smaller_size"] == pytest.approx(1 / 3)
+    assert out["silhouette"] == pytest.approx((0.9 + 8 / 9) / 3, abs=1e-6)
+
+
+def test_activation_clustering_flags_a_split_class_only():
+    # class 0: 7 points at the origin and 3 at (10, 10) -> smaller share 0.3 < 0.35, silhouette 1 (every point
+    # sits on its centroid: a = 0) -> flagged. class 1: 5 and 5 -> share 0.5, not flagged.
+    f0 = torch.tensor([[0.0, 0.0]] * 7 + [[10.0, 10.0]] * 3)
+    f1 = torch.tensor([[0.0, 0.0]] * 5 + [[10.0, 10.0]] * 5)
+    out = activation_clustering(torch.cat([f0, f1]), torch.tensor([0] * 10 + [1] * 10), 2)
+    assert out["ac_smaller_size"] == pytest.approx([0.3, 0.5])
+    assert out["ac_silhouette"][0] == pytest.approx(1.0)
+    assert out["ac_flagged"] == [0]
+
+
+def test_spectral_scores_hand_values():
+    # points (-2, 0), (2, 0), (0, 1), (0, -1): mean 0, X^T X = diag(8, 2) -> sigma_1^2 = 8, sigma_2^2 = 2,
+    # ratio 8 / 10 = 0.8; v = (+-1, 0) -> scores (x . v)^2 = 4, 4, 0, 0.
+    scores, ratio = spectral_scores(torch.tensor([[-2.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, -1.0]]))
+    assert ratio == pytest.approx(0.8)
+    assert_close(scores, torch.tensor([4.0, 4.0, 0.0, 0.0], dtype=torch.float64))
+
+
+def test_spectral_signature_flags_the_one_dimensional_class():
+    # classes 1..4: (+-1, 0), (0, +-1) -> ratio 0.5 each (isotropic); class 0: (+-1, 0), (+-2, 0) -> ratio 1.
+    # median 0.5, MAD 0 -> class 0's high-side index is huge (> 2), the others 0.
+    iso = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    line = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [2.0, 0.0], [-2.0, 0.0]])
+    feats = torch.cat([line] + [iso] * 4)
+    labels = torch.arange(5).repeat_interleave(4)
+    out = spectral_signature(feats, labels, 5)
+    assert out["ss_ratio"] == pytest.approx([1.0, 0.5, 0.5, 0.5, 0.5])
+    assert out["ss_flagged"] == [0] and out["ss_flag_score"][1:] == [0.0] * 4
+
+
+def test_penultimate_is_the_relu_of_fc1(gen):
+    torch.manual_seed(0)
+    net = ConvNetMini(1, 10, 16)
+    x = torch.randn(5, 1, 16, 16, generator=gen)
+    with torch.no_grad():
+        ref = torch.relu(net.fc1(net.embed(x)))
+    assert_close(penultimate(net, x), ref)
+    assert not net.fc1._forward_hooks
+
+
+def test_defense_metrics_sweeps_every_pruning_fraction(gen):
+    # ConvNetMini's last conv has 32 channels: fractions 0.25 and 0.5 prune int(8.0) = 8 and 16 channels.
+    from tenfold.systems.doorping.config import DefenseConfig
+    from tenfold.systems.doorping.data import trigger_mask
+    from tenfold.systems.doorping.evaluate import defense_metrics
+
+    from .conftest import tiny_data
+
+    torch.manual_seed(0)
+    d = tiny_data()
+    net = ConvNetMini(1, 10, 16)
+    dcfg = DefenseConfig(nc_steps=2, strip_overlays=2, prune_fractions=(0.25, 0.5), finetune_epochs=1)
+    syn = {"images": d.train_x[:30], "labels": d.train_y[:30]}
+    out = defense_metrics(net, d, d.train_x[:20], d.train_y[:20], torch.full((1, 1, 16, 16), 3.0),
+                          trigger_mask(16, 16, 2), 0, dcfg, gen, syn)
+    assert out["finepruning/0.25/pruned"] == 8 and out["finepruning/0.5/pruned"] == 16
+    assert len(out["ac_smaller_size"]) == 10 and len(out["ss_ratio"]) == 10
+    assert 0 <= out["strip_auroc"] <= 1

@@ -140,3 +140,63 @@ def test_synthetic_set_is_never_stamped():
     syn, setup, _ = _synthetic("doorping")
     patch = setup.attack.mask.bool().expand_as(syn)
     assert not torch.equal(syn[patch], setup.attack.tau.expand_as(syn)[patch])
+
+
+def test_dd_outer_step_with_a_reused_network_equals_fresh_copies(gen):
+    # Issue 21 (GPU hot path): the trigger update at theta_T on one reused copy of the net (parameters
+    # overwritten per batch) gives the same distilled images, lrs and trigger as a deep copy per batch.
+    import copy
+
+    from tenfold.systems.doorping.attack import DoorpingTrigger
+    from tenfold.systems.doorping.data import stamp
+
+    from .conftest import tiny_data
+
+    d = tiny_data()
+    results = []
+    for reuse in (False, True):
+        torch.manual_seed(0)
+        net = ConvNetMini(1, 10, 16)
+        params0 = {k: v.detach().clone().requires_grad_(True) for k, v in net.named_parameters()}
+        steps = distill_dd.DistilledSteps(2, 1, 10, (1, 16, 16), 1, 0.01, torch.Generator().manual_seed(1))
+        opt = torch.optim.Adam(steps.parameters(), lr=0.01, betas=(0.5, 0.999))
+        trig = DoorpingTrigger.build(d, 2, torch.Generator().manual_seed(2), activation="pre_relu", steps=5,
+                                     stop_loss=1e-12)
+        hook = lambda net_t, x: {**trig.update(net_t), "restamped": stamp(x, trig.tau, trig.mask)}  # noqa: E731
+        shadow = copy.deepcopy(net) if reuse else None
+        for b in range(3):  # three real batches
+            distill_dd.dd_outer_step(net, params0, steps, opt, d.train_x[b * 20:(b + 1) * 20],
+                                     d.train_y[b * 20:(b + 1) * 20], hook, shadow)
+        results.append((steps.images.detach().clone(), steps.raw_lrs.detach().clone(), trig.tau.clone()))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_split_depends_on_the_seed():
+    # Issue 21: held-out seeds get their own digits split (stratified 1,437 / 360), the same seed the same one.
+    def test_x(seed):
+        return load_for_config(make_config(Config, PROFILES, "quick", {"seed": seed})).test_x
+
+    a, b = test_x(1000), test_x(1001)
+    assert a.shape == b.shape == (360, 1, 16, 16)
+    assert not torch.equal(a, b) and torch.equal(a, test_x(1000))
+
+
+def test_dsa_colour_hand_values():
+    # One class, one grey 1x2 image [0, 2]; r = (0.5, 0.3, 0.25): brightness + (0.5 - 0.5) = 0 -> [0, 2];
+    # saturation on one channel is a no-op (the channel mean is the pixel); contrast (x - 1) * 0.75 + 1 ->
+    # [0.25, 1.75]. A constant image [1, 1] with r0 = 0.75: +0.25 -> [1.25, 1.25], contrast keeps a constant.
+    x = torch.tensor([0.0, 2.0]).reshape(1, 1, 1, 1, 2)
+    assert_close(distill_dc.dsa_colour(x, torch.tensor([[0.5, 0.3, 0.25]])).flatten(), torch.tensor([0.25, 1.75]))
+    ones = torch.ones(1, 1, 1, 1, 2)
+    assert_close(distill_dc.dsa_colour(ones, torch.tensor([[0.75, 0.9, 0.1]])).flatten(), torch.tensor([1.25, 1.25]))
+
+
+def test_dsa_cutout_hand_values():
+    # 4x4 image: side int(4 * 0.5 + 0.5) = 2; u = (0.5, 0.0): centre row floor(0.5 * 5) = 2, col 0 ->
+    # rows [2 - 1, 2 + 1) = {1, 2}, cols [-1, 1) clipped = {0}: exactly those two pixels are zeroed.
+    x = torch.ones(1, 1, 1, 4, 4)
+    out = distill_dc.dsa_cutout(x, torch.tensor([[0.5, 0.0]]))[0, 0, 0]
+    expected = torch.ones(4, 4)
+    expected[1:3, 0] = 0
+    assert torch.equal(out, expected)

@@ -87,15 +87,20 @@ def test_labels_out_of_range_in_a_user_file(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 7])
-def test_quick_profile_claims(tmp_path, seed):
-    from tenfold.systems.doorping.reproduce import reproduce
+def test_quick_profile_runs_every_arm_and_defense(tmp_path):
+    # The quick profile on dev seed 0 (~4 min): four synthetic sets, every row finite, the check holds.
+    # Issue 21: the headline no longer holds on every seed at this budget (README "What the numbers say": on
+    # two of three claim seeds the faithful trigger never moved), so no verdict is asserted here.
+    import math
 
-    rows = reproduce("quick", seed, tmp_path)
-    by = {r.claim: r for r in rows}
-    headline = [r for r in rows if r.claim.startswith("DOORPING reaches")]
-    assert headline and headline[0].verdict == "holds"
-    assert len(list(tmp_path.glob("*.png"))) >= 2 and by
+    from tenfold.systems.doorping.reproduce import ARMS, reproduce
+
+    rows = reproduce("quick", 0, tmp_path)
+    assert all((tmp_path / arm / "synset.pt").exists() for arm in ARMS)
+    assert all(math.isfinite(r.method_value) and math.isfinite(r.baseline_value) for r in rows)
+    assert [r.verdict for r in rows if r.kind == "check"] == ["holds"]
+    assert sum("fine-pruning" in r.claim for r in rows) == 3
+    assert len(list(tmp_path.glob("*.png"))) >= 2
 
 
 @pytest.mark.parametrize("method,attack", [("dm", "doorping"), ("dsa", "naive"), ("dd", "doorping"),

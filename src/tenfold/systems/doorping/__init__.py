@@ -11,7 +11,10 @@ Component -> file map (spec ../shared/specs/doorping.md, section 2):
   evaluate_synset (victims, CTA, ASR) ............... victims.py
   load_for_config, streams, victim_factory .......... victims.py (shared by train.py and evaluate.py)
   evaluate (from artefacts), defense_metrics ........ evaluate.py
-  defenses (Neural Cleanse, STRIP, fine-pruning) .... defense.py
+  defenses (Neural Cleanse, STRIP, fine-pruning,
+            activation clustering, spectral signatures) defense.py
+  reproduce (4 arms, defenses, claim rows) .......... reproduce.py
+  predict (scan a data set with the defenses) ....... predict.py
 """
 
 from tenfold.core.registry import SystemSpec, deferred
@@ -26,7 +29,8 @@ SPEC = SystemSpec(
     profiles=PROFILES,
     train=deferred("tenfold.systems.doorping.train", "train"),
     evaluate=deferred("tenfold.systems.doorping.evaluate", "evaluate"),
+    predict=deferred("tenfold.systems.doorping.predict", "predict"),
     reproduce=deferred("tenfold.systems.doorping.reproduce", "reproduce"),
-    reproduce_minutes=10.0,
+    reproduce_minutes=15.0,  # issue 21: 3 claim seeds, 4 arms, every defense on every victim
     dev_seeds=DEV_SEEDS,
 )

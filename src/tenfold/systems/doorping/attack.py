@@ -102,6 +102,7 @@ class DoorpingTrigger:
     stop_loss: float = 0.5
     activation: str = "post_relu"
     trigger_range: str = "unclamped"
+    check_every: int = 0  # steps between early-stop checks (host syncs); 0 = 1 on the CPU, 16 on an accelerator
     history: list[dict] = field(default_factory=list)
 
     @classmethod
@@ -129,21 +130,35 @@ class DoorpingTrigger:
         tau = self.tau.clone().requires_grad_(True)
         opt = torch.optim.Adam([tau], lr=self.lr, betas=(0.9, 0.99))
         post = self.activation == "post_relu"
-        a0, loss, taken = None, torch.tensor(0.0), 0
-        for _ in range(self.steps):
+        check_every = self.check_every or (1 if tau.device.type == "cpu" else 16)
+        a0, stop_loss = None, tau.new_zeros(())
+        done = torch.zeros((), dtype=torch.bool, device=tau.device)
+        taken = torch.zeros((), dtype=torch.long, device=tau.device)
+        for step in range(self.steps):
             a = hooked_activation(net, module, tau, post)[0, units]
             if a0 is None:
                 a0 = a.detach()
             loss = F.mse_loss(a, self.alpha * a0)
-            if loss.item() < self.stop_loss:  # checked before the step [code]
-                break
+            # Early stop when the loss < stop_loss, checked before the step [code]. Design choice (GPU): no host
+            # sync per step; a stopped trigger is frozen with torch.where and the loop breaks at the next check
+            # (every `check_every` steps; 1 on the CPU), so tau, the loss and the step count equal the per-step
+            # break's (tested).
+            stop_loss = torch.where(done, stop_loss, loss.detach())
+            done = done | (loss.detach() < self.stop_loss)
+            if (step + 1) % check_every == 0 or step == 0:
+                if bool(done):
+                    break
             opt.zero_grad(set_to_none=True)
             loss.backward()
             tau.grad.mul_(self.mask)  # only patch pixels move
+            before = tau.detach().clone()
             opt.step()
             with torch.no_grad():
-                tau.copy_(apply_range(self.data, tau, self.trigger_range) * self.mask + self.tau * (1 - self.mask))
-            taken += 1
+                new = apply_range(self.data, tau, self.trigger_range) * self.mask + self.tau * (1 - self.mask)
+                tau.copy_(torch.where(done, before, new))
+            taken += (~done).long()
+        loss = stop_loss
+        taken = int(taken)
         net.zero_grad(set_to_none=True)
         net.train(was_training)
         self.tau = tau.detach()
@@ -176,6 +191,8 @@ class InvisibleTrigger:
 
     @classmethod
     def build(cls, data: ImageData, target: int, **kw) -> "InvisibleTrigger":
+        # Design choice, as the official code does (say so): tau starts from the first target-class *test* image,
+        # so the trigger is seeded with test data; nothing else of the test split is seen before evaluation.
         first = int(torch.nonzero(data.test_y == target)[0])
         black = data.from_pixels(torch.zeros(1, *data.shape, device=data.device))
         return cls(data.test_x[first:first + 1].clone(), black, data,

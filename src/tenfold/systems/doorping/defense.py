@@ -8,7 +8,17 @@ classifier wrappers and training loops; see README):
     strip_entropy   Gao et al. (ACSAC 2019): entropy of the prediction on an input superimposed (0.5 / 0.5) with
                     random clean images; triggered inputs keep low entropy; detection AUROC
     fine_prune      Liu et al. (RAID 2018): prune the last conv layer's channels least active on clean data,
-                    then fine-tune on the defender's clean data
+                    then fine-tune on the defender's clean data (swept over `defense.prune_fractions`)
+    activation_clustering  Chen et al. (SafeAI 2019): per class, 2-means on the penultimate activations (PCA to
+                    at most 10 dims, as ART's `nb_dims=10`); a class is flagged when its smaller cluster holds
+                    < 0.35 of the class (ART's `size_threshold`) and the silhouette score is > 0.1
+    spectral_signature  Tran et al. (NeurIPS 2018): per class, the outlier score of each sample is its squared
+                    projection on the top right-singular vector of the centred activations; per class the
+                    spectral ratio sigma_1^2 / sum sigma_i^2; flagged when its (high-side) anomaly index > 2
+Design choice: ART (adversarial-robustness-toolbox 1.20.1) is not used. It would install beside our pins (a
+`pip install --dry-run` adds only it and `six`), but it is not a declared dependency of tenfold (pyproject.toml is
+outside this system) and it wraps every victim in its own classifier API; the two data-scanning defenses are
+written here with sklearn's KMeans and silhouette_score (README, "Defenses").
 """
 
 from __future__ import annotations
@@ -38,6 +48,12 @@ def flag_scores(norms: torch.Tensor) -> torch.Tensor:
     """The anomaly index of classes whose norm is below the median, 0 for the others: Neural Cleanse flags a class
     iff its score exceeds 2 (only anomalously *small* triggers are suspicious). Rows and flags both use this."""
     return torch.where(norms < median(norms), anomaly_index(norms), torch.zeros_like(norms))
+
+
+def high_flag_scores(values: torch.Tensor) -> torch.Tensor:
+    """The anomaly index of values above the median, 0 for the others (for statistics where *large* is
+    suspicious, e.g. the spectral ratio)."""
+    return torch.where(values > median(values), anomaly_index(values), torch.zeros_like(values))
 
 
 def neural_cleanse(net: nn.Module, x: torch.Tensor, num_classes: int, steps: int = 300, lam: float = 0.01,
@@ -141,3 +157,80 @@ def fine_prune(net: nn.Module, x: torch.Tensor, y: torch.Tensor, fraction: float
             loss.backward()
             opt.step()
     return pruned, dead.tolist()
+
+
+@torch.no_grad()
+def penultimate(net: nn.Module, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
+    """The activations of the last hidden layer (after its ReLU), (N, hidden): ConvNet / ConvNetMini's FC-192,
+    AlexNet's FC-192 (the layer DOORPING's neuron lives in)."""
+    net.eval()
+    feats: list[torch.Tensor] = []
+    handle = net.fc1.register_forward_hook(lambda _m, _i, out: feats.append(F.relu(out)))
+    try:
+        for i in range(0, len(x), batch):
+            net(x[i:i + batch])
+    finally:
+        handle.remove()
+    return torch.cat(feats)
+
+
+def kmeans2_stats(feats: np.ndarray, seed: int = 0, dims: int = 10) -> dict:
+    """2-means on one class's activations (n, D) after PCA to min(dims, n - 1, D) dims.
+
+    Returns the relative size of the smaller cluster and the silhouette score (nan with < 3 samples or one
+    non-empty cluster: nothing to cluster).
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import silhouette_score
+
+    n = len(feats)
+    if n < 3:
+        return {"smaller_size": float("nan"), "silhouette": float("nan")}
+    k = min(dims, n - 1, feats.shape[1])
+    z = PCA(n_components=k, random_state=seed).fit_transform(feats) if feats.shape[1] > k else feats
+    labels = KMeans(n_clusters=2, n_init=10, random_state=seed).fit_predict(z)
+    counts = np.bincount(labels, minlength=2)
+    if counts.min() == 0:
+        return {"smaller_size": 0.0, "silhouette": float("nan")}
+    return {"smaller_size": float(counts.min() / n), "silhouette": float(silhouette_score(z, labels))}
+
+
+def activation_clustering(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, size_threshold: float = 0.35,
+                          silhouette_threshold: float = 0.1, seed: int = 0) -> dict:
+    """Activation clustering per class on activations (N, D) with labels (N,): stats and flagged classes."""
+    f, y = feats.double().cpu().numpy(), labels.cpu().numpy()
+    stats = [kmeans2_stats(f[y == c], seed) for c in range(num_classes)]
+    flagged = [c for c, s in enumerate(stats) if s["smaller_size"] < size_threshold
+               and s["silhouette"] > silhouette_threshold]  # a nan compares False: never flagged
+    return {"ac_smaller_size": [s["smaller_size"] for s in stats], "ac_silhouette": [s["silhouette"] for s in stats],
+            "ac_flagged": flagged}
+
+
+def spectral_scores(feats: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Outlier scores ((r_i - mean) . v)^2 of one class's activations (n, D), v the top right-singular vector of
+    the centred matrix, and the spectral ratio sigma_1^2 / sum_i sigma_i^2 (1 when one direction holds all the
+    variance; nan for a class without spread)."""
+    centred = feats.double() - feats.double().mean(0, keepdim=True)
+    if len(feats) < 2 or float(centred.abs().sum()) == 0:
+        return torch.zeros(len(feats), dtype=torch.float64), float("nan")
+    _, sv, vh = torch.linalg.svd(centred, full_matrices=False)
+    scores = (centred @ vh[0]) ** 2  # (n,)
+    return scores, float(sv[0] ** 2 / (sv ** 2).sum())
+
+
+def spectral_signature(feats: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
+    """Spectral signatures per class: the spectral ratio, its high-side flag score (> 2 = flagged) and the largest
+    per-sample outlier score divided by the class's mean score."""
+    ratios, peak = [], []
+    for c in range(num_classes):
+        scores, ratio = spectral_scores(feats[labels == c].cpu())
+        ratios.append(ratio)
+        peak.append(float(scores.max() / scores.mean()) if len(scores) and float(scores.mean()) > 0 else float("nan"))
+    r = torch.tensor(ratios, dtype=torch.float64)
+    ok = torch.isfinite(r)
+    score = torch.zeros_like(r)
+    if int(ok.sum()) >= 3:
+        score[ok] = high_flag_scores(r[ok])
+    return {"ss_ratio": ratios, "ss_flag_score": score.tolist(), "ss_peak_score": peak,
+            "ss_flagged": [c for c in range(num_classes) if score[c] > 2]}

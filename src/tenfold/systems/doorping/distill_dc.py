@@ -33,17 +33,49 @@ log = logging.getLogger("tenfold.doorping")
 
 # ----------------------------------------------------------------------------- DSA (spec 2.8, "--method DSA")
 
+def dsa_colour(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """DSA's colour operation on (C, n, ch, H, W) with per-class parameters r (C, 3) in [0, 1):
+    brightness x + (r0 - 0.5) (DSA brightness 1.0), saturation (x - mean_ch) * 2 r1 + mean_ch (saturation 2.0),
+    contrast (x - mean) * (r2 + 0.5) + mean over (ch, H, W) per image (contrast 0.5)."""
+    r = r.to(x)[:, None, :, None, None, None]  # (C, 1, 3, 1, 1, 1): broadcast over n, ch, H, W
+    x = x + (r[:, :, 0] - 0.5)
+    m = x.mean(2, keepdim=True)
+    x = (x - m) * (2.0 * r[:, :, 1]) + m
+    m = x.mean((2, 3, 4), keepdim=True)
+    return (x - m) * (r[:, :, 2] + 0.5) + m
+
+
+def dsa_cutout(x: torch.Tensor, u: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
+    """DSA's cutout on (C, n, ch, H, W): a square of side int(H * ratio + 0.5) zeroed around the centre
+    (floor(u0 * (H + 1 - side % 2)), floor(u1 * (W + 1 - side % 2))), clipped to the image; u (C, 2) per class."""
+    h, w = x.shape[-2:]
+    side = int(h * ratio + 0.5)
+    cy = (u[:, 0] * (h + 1 - side % 2)).floor().long() - side // 2  # (C,) top row of the square
+    cx = (u[:, 1] * (w + 1 - side % 2)).floor().long() - side // 2
+    rows, cols = torch.arange(h)[None], torch.arange(w)[None]  # (1, H), (1, W)
+    in_r = (rows >= cy[:, None]) & (rows < cy[:, None] + side)  # (C, H)
+    in_c = (cols >= cx[:, None]) & (cols < cx[:, None] + side)  # (C, W)
+    keep = ~(in_r[:, :, None] & in_c[:, None, :])  # (C, H, W)
+    return x * keep.to(x)[:, None, None]  # (C, 1, 1, H, W)
+
+
 def dsa_augment(x: torch.Tensor, seed: int) -> torch.Tensor:
     """Differentiable Siamese augmentation of a class-batched tensor x (C, n, ch, H, W).
 
-    One operation (scale, rotate, flip or translate) and one parameter per class, drawn from `seed`, so
-    calling it on the real and the synthetic batch with the same seed applies the same transform to both.
+    One operation (scale, rotate, flip, translate, colour or cutout: DSA's `color_crop_cutout_flip_scale_rotate`)
+    and one parameter per class, drawn from `seed`, so calling it on the real and the synthetic batch with the same
+    seed applies the same transform to both.
     Design choice: per-class parameters rather than DSA's per-sample ones (the batches differ in size).
     """
     c, n = x.shape[:2]
     g = torch.Generator().manual_seed(seed)
-    op = int(torch.randint(0, 4, (1,), generator=g))
-    u = torch.rand(c, 2, generator=g)
+    op = int(torch.randint(0, 6, (1,), generator=g))
+    u = torch.rand(c, 3, generator=g)
+    if op == 4:
+        return dsa_colour(x, u)
+    if op == 5:
+        return dsa_cutout(x, u[:, :2])
+    u = u[:, :2]
     theta = torch.zeros(c, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
     if op == 0:  # scale in [0.8, 1.2] per axis (DSA ratio_scale 1.2)
@@ -197,6 +229,7 @@ def dc_iteration(net: nn.Module, pool: RealPool, syn: torch.Tensor, syn_y: torch
         losses.append(float(loss.detach()))
         if ol == outer - 1:
             break  # [code]: at ipc 1 (outer 1) neither the net nor the trigger is ever updated
+        # Deviation: with DSA the code also augments S in this inner training loop; here it is not augmented.
         train_net_on(net, opt_net, syn.detach(), syn_y, inner, d.batch_train, generator)
         if trigger_hook is not None:
             updates.append(trigger_hook(net))

@@ -58,21 +58,33 @@ def unroll(net: nn.Module, params: dict[str, torch.Tensor], distilled: Distilled
     return theta
 
 
-def network_at(net: nn.Module, theta: dict[str, torch.Tensor]) -> nn.Module:
-    """A detached copy of `net` holding the parameters theta (for the trigger update and victims)."""
-    copy_net = copy.deepcopy(net)
-    copy_net.load_state_dict({k: v.detach() for k, v in theta.items()}, strict=False)
-    return copy_net
+def network_at(net: nn.Module, theta: dict[str, torch.Tensor], out: nn.Module | None = None) -> nn.Module:
+    """`net` holding the parameters theta, detached (for the trigger update and victims).
+
+    out: a copy of `net` to overwrite in place (the distillation loop keeps one, so that no network is deep-copied
+    per real batch; Design choice, issue 21); None = a fresh deep copy (victims, which must stay independent).
+    """
+    if out is None:
+        out = copy.deepcopy(net)
+    with torch.no_grad():
+        params = dict(out.named_parameters())
+        for k, v in theta.items():
+            params[k].copy_(v.detach())
+    out.zero_grad(set_to_none=True)
+    return out
 
 
 def dd_outer_step(net: nn.Module, params0: dict[str, torch.Tensor], distilled: DistilledSteps,
                   opt: torch.optim.Optimizer, real_x: torch.Tensor, real_y: torch.Tensor,
-                  trigger_hook=None) -> dict:
-    """One outer step on a real batch: unroll, (trigger update + re-stamp via the hook), CE at theta_T, Adam."""
+                  trigger_hook=None, shadow: nn.Module | None = None) -> dict:
+    """One outer step on a real batch: unroll, (trigger update + re-stamp via the hook), CE at theta_T, Adam.
+
+    shadow: a copy of `net` reused for the trigger update at theta_T (None: a fresh copy per call).
+    """
     theta = unroll(net, params0, distilled)
     updates = []
     if trigger_hook is not None:
-        updates.append(trigger_hook(network_at(net, theta), real_x))
+        updates.append(trigger_hook(network_at(net, theta, shadow), real_x))
         real_x = updates[-1].pop("restamped")
     loss = F.cross_entropy(functional_call(net, theta, (real_x,)), real_y)
     opt.zero_grad(set_to_none=True)

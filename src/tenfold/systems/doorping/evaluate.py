@@ -31,23 +31,42 @@ log = logging.getLogger("tenfold.doorping")
 
 
 def defense_metrics(net: nn.Module, data: ImageData, clean_x: torch.Tensor, clean_y: torch.Tensor,
-                    tau: torch.Tensor, mask: torch.Tensor, target: int, dcfg,
-                    generator: torch.Generator) -> dict[str, Any]:
-    """Neural Cleanse, STRIP and fine-pruning against one victim; the defender holds (clean_x, clean_y)."""
-    from tenfold.systems.doorping.defense import fine_prune, neural_cleanse, strip_auroc, strip_entropy
+                    tau: torch.Tensor, mask: torch.Tensor, target: int, dcfg, generator: torch.Generator,
+                    syn: dict | None = None) -> dict[str, Any]:
+    """Every defense against one victim; the defender holds (clean_x, clean_y) and, for the data-scanning
+    defenses (activation clustering, spectral signatures), the distilled set `syn` {images, labels} itself.
+
+    Keys: nc_* (Neural Cleanse), strip_auroc, finepruning/<fraction>/{cta, asr_nontarget, pruned} for every
+    fraction of `dcfg.prune_fractions`, ac_* and ss_* (per class lists) when `syn` is given.
+    """
+    from tenfold.systems.doorping.defense import (activation_clustering, fine_prune, neural_cleanse, penultimate,
+                                                  spectral_signature, strip_auroc, strip_entropy)
 
     nc = neural_cleanse(net, clean_x, data.num_classes, dcfg.nc_steps, dcfg.nc_lambda, generator=generator)
     nontarget = data.test_y != target
     clean_in = data.test_x[nontarget]
     ent_clean = strip_entropy(net, clean_in, clean_x, dcfg.strip_overlays, generator)
     ent_trig = strip_entropy(net, stamp(clean_in, tau, mask), clean_x, dcfg.strip_overlays, generator)
-    pruned, dead = fine_prune(net, clean_x, clean_y, dcfg.prune_fraction, dcfg.finetune_epochs, generator=generator)
-    after = attack_metrics(pruned, data, tau, mask, target)
-    return {"nc_anomaly_index_target": nc["anomaly_index"][target], "nc_flag_score_target": nc["flag_score"][target],
-            "nc_flagged": nc["flagged"],
-            "nc_target_flagged": target in nc["flagged"], "nc_mask_l1": nc["mask_l1"],
-            "strip_auroc": strip_auroc(ent_clean, ent_trig), "finepruning_cta": after["cta"],
-            "finepruning_asr_nontarget": after["asr_nontarget"], "finepruning_pruned": len(dead)}
+    out: dict[str, Any] = {
+        "nc_anomaly_index_target": nc["anomaly_index"][target], "nc_flag_score_target": nc["flag_score"][target],
+        "nc_flagged": nc["flagged"], "nc_target_flagged": target in nc["flagged"], "nc_mask_l1": nc["mask_l1"],
+        "nc_anomaly_index": nc["anomaly_index"], "strip_auroc": strip_auroc(ent_clean, ent_trig),
+        "strip_entropy_clean": float(ent_clean.mean()), "strip_entropy_triggered": float(ent_trig.mean())}
+    for frac in dcfg.prune_fractions:
+        pruned, dead = fine_prune(net, clean_x, clean_y, frac, dcfg.finetune_epochs, generator=generator)
+        after = attack_metrics(pruned, data, tau, mask, target)
+        out.update({f"finepruning/{frac:g}/cta": after["cta"],
+                    f"finepruning/{frac:g}/asr_nontarget": after["asr_nontarget"],
+                    f"finepruning/{frac:g}/pruned": len(dead)})
+    if syn is not None:
+        feats = penultimate(net, syn["images"])
+        out.update(activation_clustering(feats, syn["labels"], data.num_classes))
+        out.update(spectral_signature(feats, syn["labels"], data.num_classes))
+        out["ac_target_flagged"] = target in out["ac_flagged"]
+        out["ss_target_flagged"] = target in out["ss_flagged"]
+        out["ss_flag_score_target"] = out["ss_flag_score"][target]
+        out["ac_smaller_size_target"] = out["ac_smaller_size"][target]
+    return out
 
 
 def _tensor(obj: Any, key: str, path: Path, shape: tuple | None, kind: str) -> torch.Tensor:
@@ -117,7 +136,9 @@ def evaluate(cfg, run_dir: Path, device: torch.device | None = None) -> dict[str
     metrics = {k: v for k, v in res.items() if not k.endswith("_all")}
     if cfg.defense.use_defenses and nets and not trig.get("additive", False):
         cx, cy = defender_data(cfg, data)
-        metrics.update({f"defense/{k}": v for k, v in defense_metrics(
-            nets[0], data, cx, cy, trig["tau"], trig["mask"], target, cfg.defense, gen).items()})
+        for i, net in enumerate(nets):  # every defense on every victim
+            metrics.update({f"defense/victim{i}/{k}": v for k, v in defense_metrics(
+                net, data, cx, cy, trig["tau"], trig["mask"], target, cfg.defense, gen,
+                to_device(syn, device)).items()})
     atomic_write_text(run.path / "eval.json", json.dumps(metrics, indent=2, default=str) + "\n")
     return metrics

@@ -1,18 +1,27 @@
-"""`tenfold reproduce doorping`: clean vs NAIVEATTACK vs DOORPING side by side (spec section 6).
+"""`tenfold reproduce doorping`: clean vs NAIVEATTACK vs DOORPING (faithful and realisable) side by side (spec 6).
 
-Paper: Backdoor Attacks Against Dataset Distillation (Liu et al., NDSS 2023, arXiv 2301.01197). The three
-synthetic sets share the data, distiller, ipc, poison ratio, trigger size, seed, iteration count and victim
-budget; only `attack.attack` differs. Victims are fresh nets trained on S (never the distillation net).
-Rows (one seed's `Measurement`s; the CLI aggregates the claim seeds and judges them):
-  A  CTA essentially preserved: NAIVE and DOORPING CTA >= clean CTA - 0.05
-  B  DOORPING asr_nontarget >= NAIVE asr_nontarget (and the code's ASR, paper-style)
+Paper: Backdoor Attacks Against Dataset Distillation (Liu et al., NDSS 2023, arXiv 2301.01197). The four synthetic
+sets share the data, split, distiller, ipc, poison ratio, trigger size, seed, iteration count and victim budget
+(recorded per arm in every row's `budget`); only the attack differs:
+    doorping        DOORPING as the code runs it: the trigger is never clamped (faithful)
+    doorping_uint8  DOORPING with `attack.trigger_range = uint8`: the trigger is rendered to 8-bit pixels after
+                    every Adam step during distillation, so S is distilled with the trigger an image can carry
+    naive           NAIVEATTACK (fixed white patch);  clean  no attack (portion 0)
+Victims are fresh nets trained on S (never the distillation net). Rows (one seed's `Measurement`s; the CLI joins
+the claim seeds and judges them by the noise rule):
+  A  CTA essentially preserved: NAIVE / DOORPING / realisable DOORPING CTA >= clean CTA - 0.05
+     (reference: the majority-class predictor)
+  B  DOORPING asr_nontarget >= NAIVE (and the code's ASR)  (reference: the clean-distilled victim, same trigger)
   C  DOORPING asr_nontarget >= 0.9 (the headline "ASR close to 1.0"; faithful, unclamped trigger)
-  D  NAIVE asr_nontarget > clean-distilled victim's with the same white patch
+  D  NAIVE asr_nontarget > the clean-distilled victim's with the same white patch
   E  the trigger alone fails on a clean-distilled victim: clean S + final DOORPING tau << DOORPING S + tau
-  F  the physically realisable trigger (tau rendered to uint8) still beats NAIVE (stated plainly; spec 6.1)
-  G  defenses on a DOORPING victim: Neural Cleanse does not flag the target; STRIP AUROC < 0.9;
-     fine-pruning leaves asr_nontarget >= 0.5
-  H  (a check) DC at ipc 1 in faithful mode never updates the trigger (reported, not hidden; pitfall 2)
+  F  the realisable DOORPING (distilled with the uint8 trigger) beats NAIVE on ASR and keeps NAIVE's CTA (spec 6.1)
+     (the earlier row "unclamped S tested with tau rendered after the fact" measured a train/test mismatch, not
+     the realisable attack; it is dropped, its value is in F's details)
+  G  every defense on every DOORPING victim (mean over victims; also run on the realisable and clean victims):
+     Neural Cleanse does not flag the target; STRIP AUROC < 0.9; fine-pruning at each fraction of `defense.prune_fractions` leaves asr_nontarget >= 0.5;
+     activation clustering and spectral signatures on S do not flag the target class
+  H  (a check) DC at ipc 1 in faithful mode never updates the trigger (the code's structural break; pitfall 2)
 """
 
 from __future__ import annotations
@@ -21,11 +30,12 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tenfold.core.claims import Measurement, Relation
 from tenfold.core.config import make_config, override
-from tenfold.core.runtime import seed_everything, select_device
+from tenfold.core.runtime import seed_everything, select_device, torch_threads
 from tenfold.systems.doorping import distill_dc
 from tenfold.systems.doorping.config import PROFILES, Config
 from tenfold.systems.doorping.evaluate import defense_metrics
@@ -35,36 +45,50 @@ from tenfold.systems.doorping.victims import defender_data
 
 log = logging.getLogger("tenfold.doorping")
 SYSTEM = "doorping"
+# arm -> the attack overrides; DOORPING first so the clean victims can also be scored with its triggers
+ARMS: dict[str, dict[str, str]] = {
+    "doorping": {"attack.attack": "doorping"},
+    "doorping_uint8": {"attack.attack": "doorping", "attack.trigger_range": "uint8"},
+    "naive": {"attack.attack": "naive"},
+    "clean": {"attack.attack": "clean"},
+}
+# Design choice (CPU budget): the defenses run on every victim of these arms; NAIVE's victims are not defended
+# (no row reads them, and Neural Cleanse costs ~5 s per victim on the shared 2-core machine).
+DEFENDED = ("doorping", "doorping_uint8", "clean")
+NAMES = {"doorping": "DOORPING", "doorping_uint8": "DOORPING uint8-distilled", "naive": "NAIVEATTACK",
+         "clean": "clean"}
 
 
 def _row(claim: str, metric: str, method: str, mv: float, baseline: str, bv: float, rel: Relation, seed: int,
-         wall: float, details: str = "", kind: str = "claim") -> Measurement:
+         wall: float, details: str = "", kind: str = "claim", reference: str = "", rv: float = float("nan"),
+         budget: dict | None = None) -> Measurement:
     return Measurement(system=SYSTEM, claim=claim, metric=metric, method=method, method_value=mv, baseline=baseline,
-                       baseline_value=bv, relation=rel, seed=seed, wall_time_s=wall, details=details, kind=kind)
+                       baseline_value=bv, relation=rel, seed=seed, wall_time_s=wall, details=details, kind=kind,
+                       reference=reference, reference_value=rv, budget=budget or {})
 
 
 def _pm(m: dict, key: str) -> str:
     return f"{m[key]:.3f} ± {m[key + '_std']:.3f}"
 
 
-def run_three(cfg: Config, out_dir: Path, device: torch.device | None = None) -> dict:
-    """DOORPING, NAIVE, clean (in that order, so the clean victims also see the final DOORPING tau)."""
+def run_arms(cfg: Config, out_dir: Path, device: torch.device | None = None) -> dict:
+    """Distil and score the four arms; the clean victims are also scored with both DOORPING triggers."""
     device = select_device(cfg.device) if device is None else device
     runs, wall = {}, {}
-    for attack in ("doorping", "naive", "clean"):
+    for arm, ov in ARMS.items():
         t0 = time.perf_counter()
         extra = None
-        if attack == "clean":
-            trig = runs["doorping"]["trigger"]
-            extra = {"doorping_trigger": (trig["tau"], trig["mask"], False)}
-        c = override(cfg, {"attack.attack": attack})
-        runs[attack] = run_pipeline(c, None, out_dir / attack, extra_triggers=extra,
-                                    keep_nets=attack in ("doorping", "clean") and cfg.defense.use_defenses,
-                                    device=device)
-        wall[attack] = time.perf_counter() - t0
-        m = runs[attack]["metrics"]
-        log.info("doorping reproduce %s: CTA %s, asr_nontarget %s (%.0f s)", attack, _pm(m, "trigger/cta"),
-                 _pm(m, "trigger/asr_nontarget"), wall[attack])
+        if arm == "clean":
+            extra = {"doorping_trigger": (runs["doorping"]["trigger"]["tau"], runs["doorping"]["trigger"]["mask"],
+                                          False),
+                     "doorping_uint8_trigger": (runs["doorping_uint8"]["trigger"]["tau"],
+                                                runs["doorping_uint8"]["trigger"]["mask"], False)}
+        runs[arm] = run_pipeline(override(cfg, ov), None, out_dir / arm, extra_triggers=extra,
+                                 keep_nets=cfg.defense.use_defenses and arm in DEFENDED, device=device)
+        wall[arm] = time.perf_counter() - t0
+        m = runs[arm]["metrics"]
+        log.info("doorping reproduce %s: CTA %s, asr_nontarget %s (%.0f s)", arm, _pm(m, "trigger/cta"),
+                 _pm(m, "trigger/asr_nontarget"), wall[arm])
     return {"runs": runs, "wall": wall}
 
 
@@ -82,20 +106,33 @@ def ipc1_updates(cfg: Config, device: torch.device | None = None) -> int:
     return len(calls)
 
 
+def arm_budget(cfg: Config, run: dict, wall: float) -> dict:
+    """One arm's budget: the shared distillation and victim schedule; DOORPING adds its trigger Adam steps."""
+    d, v = cfg.distill, cfg.victim
+    outer, inner = d.loops()
+    b = {"distill_iterations": d.iterations, "outer_loop": outer, "inner_loop": inner, "batch_real": d.batch_real,
+         "ipc": d.ipc, "victims": v.num_victims, "victim_epochs": v.epochs, "wall_s": round(wall, 1)}
+    if run["metrics"]["trigger_updates"]:
+        b["trigger_adam_steps"] = run["metrics"]["trigger_steps_total"]
+    return b
+
+
 def reproduce(profile: str, seed: int, out_dir: Path) -> list[Measurement]:
     cfg: Config = make_config(Config, PROFILES, profile, {"seed": seed})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     device = select_device(cfg.device)
-    res = run_three(cfg, out_dir, device)
-    runs, wall = res["runs"], res["wall"]
-    rows = _attack_rows(runs, wall, seed)
-    if cfg.defense.use_defenses:
-        rows += _defense_rows(cfg, runs, wall, seed)
+    with torch_threads(cfg.num_threads or torch.get_num_threads()):
+        res = run_arms(cfg, out_dir, device)
+        runs, wall = res["runs"], res["wall"]
+        budgets = {arm: arm_budget(cfg, runs[arm], wall[arm]) for arm in ARMS}
+        rows = _attack_rows(runs, wall, budgets, seed)
+        if cfg.defense.use_defenses:
+            rows += _defense_rows(cfg, runs, seed)
     t0 = time.perf_counter()
     n = ipc1_updates(cfg, device)
-    # A check, not a claim: the code's structural break guarantees it (issue 11).
+    # A check, not a claim: the code's structural break guarantees it (issues 11, 21).
     rows.append(_row("DC at ipc 1 never optimises the DOORPING trigger (faithful; pitfall 2)",
                      "trigger updates per iteration at ipc 1", "DOORPING faithful", n, "0 (code's break)", 0,
                      Relation("within", 0.0), seed, time.perf_counter() - t0,
@@ -105,71 +142,141 @@ def reproduce(profile: str, seed: int, out_dir: Path) -> list[Measurement]:
     return rows
 
 
-def _attack_rows(runs: dict, wall: dict, seed: int) -> list[Measurement]:
+def _majority(runs: dict) -> float:
+    """The majority-class predictor's test accuracy (the trivial reference of CTA)."""
+    y = runs["clean"]["data"].test_y
+    return float(torch.bincount(y).max()) / len(y)
+
+
+def _attack_rows(runs: dict, wall: dict, budgets: dict, seed: int) -> list[Measurement]:
     m = {k: r["metrics"] for k, r in runs.items()}
-    total = sum(wall.values())
+    d, nv, u, cl = m["doorping"], m["naive"], m["doorping_uint8"], m["clean"]
+    majority = _majority(runs)
+
+    def bud(a: str, b: str) -> dict:
+        return {"method": budgets[a], "baseline": budgets[b]}
+
+    def steps(x: dict) -> str:
+        return (f"{x['trigger_updates']} trigger updates, {x['trigger_zero_step_updates']} stopped at step 0, "
+                f"{x['trigger_steps_total']} Adam steps")
+
     rows = []
-    for attack, name in (("naive", "NAIVEATTACK"), ("doorping", "DOORPING")):
-        rows.append(_row("CTA is essentially preserved (within 5 points of the clean distilled set)", "CTA", name,
-                         m[attack]["trigger/cta"], "clean", m["clean"]["trigger/cta"], Relation(">=", -0.05), seed,
-                         wall[attack], f"{name} {_pm(m[attack], 'trigger/cta')} vs clean {_pm(m['clean'], 'trigger/cta')}"))
-    d, nv = m["doorping"], m["naive"]
-    steps = (f"{d['trigger_updates']} trigger updates, {d['trigger_zero_step_updates']} stopped at step 0, "
-             f"{d['trigger_steps_total']} Adam steps")
+    for arm in ("naive", "doorping", "doorping_uint8"):
+        rows.append(_row("CTA is essentially preserved (within 5 points of the clean distilled set)", "CTA",
+                         NAMES[arm], m[arm]["trigger/cta"], "clean", cl["trigger/cta"], Relation(">=", -0.05), seed,
+                         wall[arm] + wall["clean"],
+                         f"{NAMES[arm]} {_pm(m[arm], 'trigger/cta')} vs clean {_pm(cl, 'trigger/cta')}",
+                         reference="majority class", rv=majority, budget=bud(arm, "clean")))
+    clean_patch = ("clean S + same trigger", cl["trigger/asr_nontarget"])
     rows += [
         _row("DOORPING reaches a higher ASR than NAIVEATTACK", "asr_nontarget", "DOORPING", d["trigger/asr_nontarget"],
-             "NAIVEATTACK", nv["trigger/asr_nontarget"], Relation(">="), seed, total,
-             f"{_pm(d, 'trigger/asr_nontarget')} vs {_pm(nv, 'trigger/asr_nontarget')}; {steps}"),
+             "NAIVEATTACK", nv["trigger/asr_nontarget"], Relation(">="), seed, wall["doorping"] + wall["naive"],
+             f"{_pm(d, 'trigger/asr_nontarget')} vs {_pm(nv, 'trigger/asr_nontarget')}; {steps(d)}",
+             reference="clean S + NAIVE patch", rv=clean_patch[1], budget=bud("doorping", "naive")),
         _row("DOORPING reaches a higher ASR than NAIVEATTACK (code's ASR, true class 0 included)", "asr (code)",
-             "DOORPING", d["trigger/asr"], "NAIVEATTACK", nv["trigger/asr"], Relation(">="), seed, total),
+             "DOORPING", d["trigger/asr"], "NAIVEATTACK", nv["trigger/asr"], Relation(">="), seed,
+             wall["doorping"] + wall["naive"], reference="clean S + NAIVE patch", rv=cl["trigger/asr"],
+             budget=bud("doorping", "naive")),
         _row("DOORPING reaches ASR close to 1.0 (faithful, unclamped trigger)", "asr_nontarget", "DOORPING",
              d["trigger/asr_nontarget"], "threshold", 0.9, Relation(">="), seed, wall["doorping"],
-             f"{_pm(d, 'trigger/asr_nontarget')}; {steps}"),
+             f"{_pm(d, 'trigger/asr_nontarget')}; {steps(d)}; tau pixels in [{_tau_range(runs, 'doorping')}]",
+             reference="clean S + DOORPING tau", rv=cl["doorping_trigger/asr_nontarget"],
+             budget={"method": budgets["doorping"]}),
         _row("NAIVEATTACK's patch works on its victims, not on a clean-distilled victim", "asr_nontarget",
-             "NAIVEATTACK", nv["trigger/asr_nontarget"], "clean S + same patch", m["clean"]["trigger/asr_nontarget"],
-             Relation(">"), seed, wall["naive"], f"clean code's ASR {m['clean']['trigger/asr']:.3f} (floor ≈ 0.1)"),
+             "NAIVEATTACK", nv["trigger/asr_nontarget"], "clean S + same patch", cl["trigger/asr_nontarget"],
+             Relation(">"), seed, wall["naive"] + wall["clean"],
+             f"clean code's ASR {cl['trigger/asr']:.3f} (floor ≈ 0.1)", budget=bud("naive", "clean")),
         _row("The trigger alone does nothing: the attack lives in S", "asr_nontarget", "clean S + DOORPING tau",
-             m["clean"]["doorping_trigger/asr_nontarget"], "DOORPING S + tau", d["trigger/asr_nontarget"],
-             Relation("<=", -0.5), seed, wall["clean"]),
-        _row("A physically realisable DOORPING trigger (tau rendered to uint8) still beats NAIVEATTACK",
-             "asr_nontarget", "DOORPING uint8 tau", d["trigger_uint8/asr_nontarget"], "NAIVEATTACK",
-             nv["trigger/asr_nontarget"], Relation(">", 0.0), seed, wall["doorping"],
-             f"unclamped tau pixels in [{_tau_range(runs)}] (valid range [0, 1])"),
+             cl["doorping_trigger/asr_nontarget"], "DOORPING S + tau", d["trigger/asr_nontarget"],
+             Relation("<=", -0.5), seed, wall["clean"] + wall["doorping"], budget=bud("clean", "doorping")),
+        _row("The realisable DOORPING (trigger rendered to 8-bit during distillation) beats NAIVEATTACK",
+             "asr_nontarget", "DOORPING uint8-distilled", u["trigger/asr_nontarget"], "NAIVEATTACK",
+             nv["trigger/asr_nontarget"], Relation(">"), seed, wall["doorping_uint8"] + wall["naive"],
+             f"{_pm(u, 'trigger/asr_nontarget')} vs {_pm(nv, 'trigger/asr_nontarget')}; {steps(u)}; tau pixels in "
+             f"[{_tau_range(runs, 'doorping_uint8')}]; for contrast, the train/test mismatch (victims of the "
+             f"unclamped S tested with its tau rendered to uint8 afterwards): {d['trigger_uint8/asr_nontarget']:.3f}",
+             reference="clean S + same uint8 tau", rv=cl["doorping_uint8_trigger/asr_nontarget"],
+             budget=bud("doorping_uint8", "naive")),
+        _row("The realisable DOORPING keeps NAIVEATTACK's CTA (within 5 points)", "CTA", "DOORPING uint8-distilled",
+             u["trigger/cta"], "NAIVEATTACK", nv["trigger/cta"], Relation(">=", -0.05), seed,
+             wall["doorping_uint8"] + wall["naive"], f"{_pm(u, 'trigger/cta')} vs {_pm(nv, 'trigger/cta')}",
+             reference="majority class", rv=majority, budget=bud("doorping_uint8", "naive")),
     ]
     return rows
 
 
-def _tau_range(runs: dict) -> str:
-    trig, data = runs["doorping"]["trigger"], runs["doorping"]["data"]
+def _tau_range(runs: dict, arm: str) -> str:
+    trig, data = runs[arm]["trigger"], runs[arm]["data"]
     pix = data.to_pixels(trig["tau"])[trig["mask"].bool()]
     return f"{float(pix.min()):.3g}, {float(pix.max()):.3g}"
 
 
-def _defense_rows(cfg: Config, runs: dict, wall: dict, seed: int) -> list[Measurement]:
+def defend_all(cfg: Config, runs: dict, seed: int) -> tuple[dict, float]:
+    """Every defense on every victim of every arm: {arm: [metrics per victim]}, wall seconds.
+
+    Each arm's victims are tested with that arm's own trigger; the clean victims with the faithful DOORPING tau
+    (a control: what the defenses see on a model without the backdoor). Activation clustering and spectral
+    signatures scan the arm's own S.
+    """
     t0 = time.perf_counter()
     out = {}
-    for attack in ("doorping", "clean"):
-        r = runs[attack]
-        trig = runs["doorping"]["trigger"]
+    for arm in DEFENDED:
+        r = runs[arm]
+        trig = runs["doorping" if arm == "clean" else arm]["trigger"]
         cx, cy = defender_data(cfg, r["data"])
         gen = torch.Generator().manual_seed(seed + 17)
-        out[attack] = defense_metrics(r["nets"][0], r["data"], cx, cy, trig["tau"], trig["mask"],
-                                      cfg.attack.trigger_label, cfg.defense, gen)
-    w = time.perf_counter() - t0
-    d, c = out["doorping"], out["clean"]
-    return [
+        out[arm] = [defense_metrics(net, r["data"], cx, cy, trig["tau"], trig["mask"], cfg.attack.trigger_label,
+                                    cfg.defense, gen, r["syn"]) for net in r["nets"]]
+    return out, time.perf_counter() - t0
+
+
+def _mean(per: list[dict], key: str) -> float:
+    return float(np.mean([float(v[key]) for v in per]))
+
+
+def _defense_rows(cfg: Config, runs: dict, seed: int) -> list[Measurement]:
+    res, w = defend_all(cfg, runs, seed)
+    dc = cfg.defense
+    budget = {"method": {"victims": len(res["doorping"]), "nc_steps": dc.nc_steps, "strip_overlays": dc.strip_overlays,
+                         "finetune_epochs": dc.finetune_epochs, "num_clean": dc.num_clean, "wall_s": round(w, 1)}}
+
+    def others(key: str, fmt: str = ".2f") -> str:
+        return "; ".join(f"{NAMES[a]} victims {', '.join(format(float(v[key]), fmt) for v in res[a])}"
+                         for a in DEFENDED)
+
+    d = res["doorping"]
+    rows = [
         _row("DOORPING evades Neural Cleanse (target class not flagged)",
-             "flag score of the target class (anomaly index if its norm is below the median, else 0)",
-             "DOORPING victim", d["nc_flag_score_target"], "flag threshold", 2.0, Relation("<"), seed, w,
-             f"flagged classes {d['nc_flagged']}; target anomaly index {d['nc_anomaly_index_target']:.2f}; clean "
-             f"victim's target flag score {c['nc_flag_score_target']:.2f}"),
-        _row("DOORPING evades STRIP (triggered inputs not separable by entropy)", "STRIP detection AUROC",
-             "DOORPING victim", d["strip_auroc"], "detection threshold", 0.9, Relation("<"), seed, w,
-             f"clean victim with the same tau: {c['strip_auroc']:.3f}"),
-        _row("DOORPING survives fine-pruning", "asr_nontarget after fine-pruning", "DOORPING victim",
-             d["finepruning_asr_nontarget"], "survival threshold", 0.5, Relation(">="), seed, w,
-             f"CTA after fine-pruning {d['finepruning_cta']:.3f}; {d['finepruning_pruned']} channels pruned"),
+             "flag score of the target class (anomaly index if its norm is below the median, else 0; mean over "
+             "victims)", "DOORPING victims", _mean(d, "nc_flag_score_target"), "flag threshold", 2.0, Relation("<"),
+             seed, w, f"target flagged on {sum(v['nc_target_flagged'] for v in d)} of {len(d)} victims; per victim: "
+             + others("nc_flag_score_target"), budget=budget),
+        _row("DOORPING evades STRIP (triggered inputs not separable by entropy)", "STRIP detection AUROC (mean over "
+             "victims)", "DOORPING victims", _mean(d, "strip_auroc"), "detection threshold", 0.9, Relation("<"), seed,
+             w, "per victim: " + others("strip_auroc", ".3f"), budget=budget),
     ]
+    for frac in dc.prune_fractions:
+        key = f"finepruning/{frac:g}"
+        rows.append(_row(f"DOORPING survives fine-pruning ({frac:g} of the last-conv channels pruned)",
+                         "asr_nontarget after fine-pruning (mean over victims)", "DOORPING victims",
+                         _mean(d, key + "/asr_nontarget"), "survival threshold", 0.5, Relation(">="), seed, w,
+                         f"CTA after fine-pruning {_mean(d, key + '/cta'):.3f} (before "
+                         f"{runs['doorping']['metrics']['trigger/cta']:.3f}); per victim asr_nontarget: "
+                         + others(key + "/asr_nontarget", ".3f") + "; CTA: " + others(key + "/cta", ".3f"),
+                         budget=budget))
+    rows += [
+        _row("DOORPING evades activation clustering on S (target class not flagged)",
+             "share of victims whose activations flag the target class", "DOORPING victims",
+             _mean(d, "ac_target_flagged"), "flag threshold", 0.5, Relation("<"), seed, w,
+             "smaller-cluster share of the target class per victim: " + others("ac_smaller_size_target") + "; flagged "
+             "classes: " + "; ".join(f"{NAMES[a]} {[v['ac_flagged'] for v in res[a]]}" for a in DEFENDED),
+             budget=budget),
+        _row("DOORPING evades spectral signatures on S (target class not flagged)",
+             "spectral-ratio flag score of the target class (mean over victims)", "DOORPING victims",
+             _mean(d, "ss_flag_score_target"), "flag threshold", 2.0, Relation("<"), seed, w,
+             "per victim: " + others("ss_flag_score_target"), budget=budget),
+    ]
+    return rows
 
 
 def plot_synthetic(runs: dict, path: Path) -> None:

@@ -17,6 +17,7 @@ streams and are moved there (Design choice: the same draws on every device); art
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -212,6 +213,8 @@ def _distill_dd(cfg: Config, data: ImageData, setup: AttackSetup, gens: dict, ru
                 hook) -> dict:
     """DD (spec 2.9): `distill.iterations` epochs over the real data in batches of `dd_batch_real`."""
     d = cfg.distill
+    # Deviation: DD's code initialises with Xavier (`init = xavier`) and distils on AlexCifarNet (LRN); here the
+    # net keeps PyTorch's default init and `model.arch` is ConvNet / ConvNetMini / AlexNet (no AlexCifarNet).
     net = build(gens["nets"])
     params0 = {k: v.detach().clone().requires_grad_(True) for k, v in net.named_parameters()}  # known init
     distilled = distill_dd.DistilledSteps(d.dd_steps, d.dd_images_per_step, data.num_classes, data.shape,
@@ -221,6 +224,7 @@ def _distill_dd(cfg: Config, data: ImageData, setup: AttackSetup, gens: dict, ru
     start = _resume(run, distilled.images, opt, setup, gens, lambda ck: (
         distilled.raw_lrs.data.copy_(ck["raw_lrs"]), sched.load_state_dict(ck["sched"])))
     pool = setup.pool
+    shadow = copy.deepcopy(net) if hook is not None else None  # theta_T is copied into it for every trigger update
     bar = progress_bar(d.iterations, f"doorping dd {cfg.attack.attack}")
     bar.update(start)
     for epoch in range(start, d.iterations):
@@ -231,7 +235,7 @@ def _distill_dd(cfg: Config, data: ImageData, setup: AttackSetup, gens: dict, ru
             batch_hook = None if hook is None else (lambda net_t, _x, idx=idx: {**hook(net_t),
                                                                                 "restamped": pool.images[idx]})
             recs.append(distill_dd.dd_outer_step(net, params0, distilled, opt, pool.images[idx], pool.labels[idx],
-                                                 batch_hook))
+                                                 batch_hook, shadow))
         sched.step()
         rec = {"loss_match": sum(r["loss_match"] for r in recs) / len(recs),
                "trigger_updates": [u for r in recs for u in r["trigger_updates"]]}

@@ -35,7 +35,9 @@ def streams(seed: int) -> dict[str, torch.Generator]:
 def load_for_config(cfg: Config, device: torch.device | None = None) -> ImageData:
     """The configured data set (validated), subsampled to `data.num_train` when set, on `device` (default CPU)."""
     d = cfg.data
-    data = load_data(d.dataset, d.root, d.image_size, 0, cfg.attack.trigger_label)  # Design choice: fixed split
+    # Design choice (issue 21): the split depends on the seed (digits' stratified 1,437 / 360 split, shapes10's
+    # generator, an ImageFolder tree's 80/20 split), so held-out seeds never reuse the same test images.
+    data = load_data(d.dataset, d.root, d.image_size, cfg.seed, cfg.attack.trigger_label)
     if d.num_train:
         data = subsample(data, d.num_train, streams(cfg.seed)["subset"])
     return data if device is None else data.to(device)
@@ -73,6 +75,8 @@ def defender_data(cfg: Config, data: ImageData) -> tuple[torch.Tensor, torch.Ten
 
 def train_victim(net: nn.Module, x: torch.Tensor, y: torch.Tensor, vcfg, generator: torch.Generator) -> list[float]:
     """Train `net` on (x, y) by the code's schedule; returns the loss of every pass."""
+    # Deviation: no augmentation for any victim. The code augments only ConvNetBN victims (DC) and, with DSA,
+    # trains every victim for 1000 DSA-augmented passes; a DSA set here is evaluated like a DC set.
     opt = torch.optim.SGD(net.parameters(), lr=vcfg.lr, momentum=vcfg.momentum, weight_decay=vcfg.weight_decay)
     decay_after = vcfg.epochs // 2 + 1  # [code] lr_schedule = [Epoch // 2 + 1]
     net.train()
