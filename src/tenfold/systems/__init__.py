@@ -13,6 +13,7 @@ from tenfold.systems import maskfocal
 from tenfold.systems import fctl
 from tenfold.systems import rulenet
 from tenfold.systems import doorping
+from tenfold.systems import ssdg
 
 SYSTEMS: dict[str, SystemSpec] = {
     "qae": qae.SPEC,
@@ -21,6 +22,7 @@ SYSTEMS: dict[str, SystemSpec] = {
     "fctl": fctl.SPEC,
     "rulenet": rulenet.SPEC,
     "doorping": doorping.SPEC,
+    "ssdg": ssdg.SPEC,
 }
 
 
