@@ -41,6 +41,41 @@ def test_regimes_share_texture_statistics():
     np.testing.assert_allclose(mean[2], mean[1], atol=0.03)
 
 
+def _cells_per_patch_by_regime(samples, patch):
+    """Mean number of distinct cells in the grid patches centred on an ambiguous (T0 / T1) cell, per regime."""
+    from tenfold.systems.fctl.patching import patch_boxes
+
+    counts = {0: [], 1: []}
+    for s in samples:
+        for y, x in patch_boxes(*s.cell.shape, patch, 50 * patch / 508):
+            c = (y + patch // 2, x + patch // 2)
+            if s.texture[c] in (0, 1) and not (s.road[c] or s.cloud[c]):
+                counts[int(s.regime[c])].append(len(np.unique(s.cell[y:y + patch, x:x + patch])))
+    return {k: float(np.mean(v)) for k, v in counts.items()}, {k: len(v) for k, v in counts.items()}
+
+
+def test_local_patches_of_the_two_regimes_have_the_same_border_density():
+    """Issue 17: a p-patch on an ambiguous texture must not read its regime from how many cells it cuts.
+
+    Measured (40 samples, S = 192, p = 48): 2.30 (L) vs 2.38 (S) cells per patch; the spec-4.1 generator (small
+    cells in districts) gave 2.04 vs 4.31, which this tolerance refuses.
+    """
+    mean, n = _cells_per_patch_by_regime([D.make_synth_landcover(s, 192, 48) for s in range(40)], 48)
+    assert min(n.values()) >= 50, n  # both regimes are sampled
+    assert abs(mean[0] - mean[1]) < 0.4, mean
+
+
+def test_districts_hold_more_building_cells():
+    """The regime cue left for the contexts: P(T4) of a cell is BUILDING_PROB[regime] (0.1 in L, 0.5 in S)."""
+    rng = np.random.default_rng(0)
+    regime = np.repeat(np.array([0, 1], np.uint8), 20000)
+    tex = D._cell_textures(rng, regime)
+    assert abs((tex[:20000] == 4).mean() - 0.1) < 0.01 and abs((tex[20000:] == 4).mean() - 0.5) < 0.015
+    for r in (0, 1):  # the rest uniform over T0..T3
+        rest = tex[regime == r][tex[regime == r] != 4]
+        np.testing.assert_allclose(np.bincount(rest, minlength=4) / rest.size, 0.25, atol=0.015)
+
+
 def test_roads_are_three_pixels_wide():
     road = np.zeros((20, 30), bool)
     D.draw_road(road, np.array([[10.0, 2.0], [10.0, 27.0]]))

@@ -74,15 +74,40 @@ def test_lcf_modes(gen, mode, n_ctx, n_branch):
         assert lcf.last_weights.shape == (3, 2, 6, 4, 4)
 
 
-def test_lcf_gradient_reaches_gamma_qkv_and_fusion(gen):
-    lcf = LocalityAwareContextFusion(6, "all", 2)
-    with torch.no_grad():
-        for b in lcf.branches:
-            b.gamma.fill_(0.5)
-    x = torch.randn(2, 6, 3, 3, generator=gen)
-    lcf(x, [torch.randn(2, 6, 3, 3, generator=gen) for _ in range(2)]).pow(2).sum().backward()
-    for name, p in lcf.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
+def test_lcf_at_gamma_zero_only_gamma_gets_gradient_then_the_optimiser_grows_every_branch(gen):
+    """Issue 17: from the code's start (every gamma = 0) the first backward reaches only the gammas (O_i = 0, so
+    W_q, W_k, W_v and the fusion convolutions see no loss); a few Adam steps without decay on the context path
+    (train.build_optimizer's default) must then grow |gamma| and |W_v| of every branch. With the bug (decay on
+    the context path, which shrinks W_v while it has no gradient) |W_v| falls instead."""
+    from types import SimpleNamespace
+
+    from tenfold.systems.fctl.train import build_optimizer
+
+    def run(context_decay):
+        torch.manual_seed(0)
+        net = torch.nn.Module()
+        net.lcf = LocalityAwareContextFusion(6, "all", 2)
+        x = torch.randn(4, 6, 3, 3, generator=torch.Generator().manual_seed(1))
+        ctx = [torch.randn(4, 6, 3, 3, generator=torch.Generator().manual_seed(2 + i)) for i in range(2)]
+        target = torch.randn(4, 6, 3, 3, generator=torch.Generator().manual_seed(9))
+        v0 = [float(b.value.weight.detach().abs().mean()) for b in net.lcf.branches]
+        opt = build_optimizer(net, SimpleNamespace(weight_decay=0.0, context_weight_decay=context_decay, lr=1e-3))
+        for step in range(20):
+            opt.zero_grad()
+            (0.01 * (net.lcf(x, ctx) - target).pow(2).mean()).backward()
+            if step == 0:
+                grads = {n: float(p.grad.abs().sum()) for n, p in net.named_parameters()}
+            opt.step()
+        return v0, [float(b.value.weight.detach().abs().mean()) for b in net.lcf.branches], \
+            [abs(float(b.gamma.detach())) for b in net.lcf.branches], grads
+
+    v0, v, gammas, grads = run(0.0)
+    assert all(g > 0 for n, g in grads.items() if n.endswith("gamma")), grads
+    assert all(g == 0 for n, g in grads.items() if not n.endswith("gamma")), grads  # O_i = 0 at gamma = 0
+    assert all(after > before for before, after in zip(v0, v)), (v0, v)
+    assert all(g > 5e-3 for g in gammas), gammas  # Adam moves each gamma by ~lr per step while V carries signal
+    _, v_bug, _, _ = run(5e-1)  # decay strong relative to the (scaled) loss, as with one step per image
+    assert all(after < before for before, after in zip(v0, v_bug)), (v0, v_bug)
 
 
 def test_single_context_rejects_two_contexts():

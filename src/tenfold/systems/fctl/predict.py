@@ -33,7 +33,7 @@ from tenfold.core.images import check_min_size, to_unit
 from tenfold.systems.fctl.config import Config
 from tenfold.systems.fctl.data import read_rgb, write_mask
 from tenfold.systems.fctl.patching import model_device, segment_large_image
-from tenfold.systems.fctl.stages import load_stage_model, model_factors, stage_path, stage_predict
+from tenfold.systems.fctl.stages import base_stage, load_stage_model, model_factors, stage_path, stage_predict
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # Design choice: two loader threads decode ahead of the model (decoding releases the GIL in Pillow / tifffile).
@@ -123,7 +123,7 @@ def predict(run_dir: Path, inp: Path, outp: Path) -> dict[str, Any]:
     written = []
     for src, dst, img in _prefetched(pairs, patch):
         with amp:
-            if stage == "global":
+            if base_stage(stage) == "global":
                 image = torch.from_numpy(img).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
                 labels = stage_predict(model, stage, image, cfg).argmax(0).cpu().numpy()
             else:

@@ -25,9 +25,9 @@ from tenfold.core.images import to_unit
 from tenfold.core.runs import load_tensors
 from tenfold.core.runtime import select_device
 from tenfold.systems.fctl import data as D
-from tenfold.systems.fctl.config import Config
+from tenfold.systems.fctl.config import LONG, Config
 from tenfold.systems.fctl.model import FCtLNet, GlobalOnly, build_encoder, build_trunk
-from tenfold.systems.fctl.patching import iter_patches, merge_logits, model_device, tta_logits
+from tenfold.systems.fctl.patching import GLOBAL, iter_patches, merge_logits, model_device, tta_logits
 
 
 @dataclass
@@ -72,7 +72,39 @@ def min_image_side(cfg: Config) -> int:
     return cfg.data.patch_size
 
 
+def base_stage(stage: str) -> str:
+    """The stage a "<stage>_long" continuation extends (its architecture and mode); other stages unchanged."""
+    return stage[:-len(LONG)] if stage.endswith(LONG) else stage
+
+
+# Trunk stages behind each stage: a stage starts from the trunk of the stage before it (local -> single<i> ->
+# all [code]); "global" is a whole-image model trained from scratch.
+TRUNK_STAGES = {"local": 1, "global": 1, "single": 2, "all": 3, "all_ale": 3}
+
+
+def trunk_stages(stage: str) -> int:
+    base = base_stage(stage)
+    return TRUNK_STAGES["single" if base.startswith("single") else base]
+
+
+# Design choice (issue 17, equal budgets): a continuation restarts the poly schedule, as each official stage does.
+def stage_epochs(cfg: Config, stage: str) -> int:
+    """Epochs `stage` trains: `train.epochs_per_stage`, except "<stage>_long", which continues its base stage
+    until its trunk has trained as many epochs as LCF's (3 stages): local/global + 2 stages, single<i> + 1."""
+    e = cfg.train.epochs_per_stage
+    if stage.endswith(LONG):
+        return (TRUNK_STAGES["all"] - trunk_stages(stage)) * e
+    return e
+
+
+def trunk_epochs(cfg: Config, stage: str) -> int:
+    """Epochs the trunk of a finished `stage` has trained over all the stages it was initialised from."""
+    e = cfg.train.epochs_per_stage
+    return trunk_stages(stage) * e + (stage_epochs(cfg, stage) if stage.endswith(LONG) else 0)
+
+
 def stage_factors(cfg: Config, stage: str) -> tuple[float, ...]:
+    stage = base_stage(stage)
     if stage.startswith("single"):
         return (cfg.model.context_factors[int(stage[6:])],)
     return tuple(cfg.model.context_factors) if stage in ("all", "all_ale") else ()
@@ -84,6 +116,11 @@ def build_stage_model(cfg: Config, stage: str, done: dict[str, dict], pretrained
     `pretrained=False` skips `model.weights_file` (the weights will come from a stage file).
     """
     m, k = cfg.model, cfg.data.num_classes
+    if stage.endswith(LONG):  # a continuation: the base stage's model with its finished weights
+        model = build_stage_model(cfg, base_stage(stage), {}, pretrained=False)
+        if base_stage(stage) in done:
+            model.load_state_dict(done[base_stage(stage)])
+        return model
     trunk = build_trunk(m.backbone, k, m.tiny_widths, m.weights_file if pretrained else None)
     if stage == "global":
         model: torch.nn.Module = GlobalOnly(trunk, cfg.data.patch_size)
@@ -102,12 +139,17 @@ def build_stage_model(cfg: Config, stage: str, done: dict[str, dict], pretrained
         model = FCtLNet(trunk, encs, "all", m.use_centered_qk, use_ale=m.use_ale or stage == "all_ale",
                         ale_rounds=m.ale_rounds, ale_mode=m.ale_mode, init_std=m.attention_init_std,
                         freeze_contexts=True)
-        for i in range(n):
-            if f"single{i}" in done:
+        for i, factor in enumerate(m.context_factors):
+            if factor == GLOBAL and "global" in done:
+                # DeepGlobe [code, maintainer in issue #2]: the global context is the pool5 of the separately
+                # trained whole-image model (stage "global"), frozen.
+                model.context_encoders[i].load_state_dict(_sub(done["global"], "trunk.encoder."))
+            elif f"single{i}" in done:
                 model.context_encoders[i].load_state_dict(_sub(done[f"single{i}"], "context_encoders.0."))
-        if "single0" in done:  # local network and the first context branch from stage 1 [code]
-            model.trunk.load_state_dict(_sub(done["single0"], "trunk."))
-            model.lcf.branches[1].load_state_dict(_sub(done["single0"], "lcf.branches.0."))
+        first = next((i for i in range(n) if f"single{i}" in done), None)
+        if first is not None:  # local network and that context's branch from the first single stage [code]
+            model.trunk.load_state_dict(_sub(done[f"single{first}"], "trunk."))
+            model.lcf.branches[1 + first].load_state_dict(_sub(done[f"single{first}"], "lcf.branches.0."))
     model.factors = stage_factors(cfg, stage)
     return model
 
@@ -230,6 +272,6 @@ def evaluate_images(predict: Callable[[int], torch.Tensor], labels: Sequence[np.
 def stage_predict(model: Any, stage: str, image: torch.Tensor, cfg: Config,
                   context_image: torch.Tensor | None = None, tta: bool | None = None) -> torch.Tensor:
     """(K, H, W) logits of one stage model on a (3, H, W) image (the global baseline runs whole-image)."""
-    if stage == "global":
+    if base_stage(stage) == "global":
         return model(image[None].to(model_device(model)))[0]
     return predict_logits(model, image, cfg, context_image, tta)

@@ -7,7 +7,10 @@ Steps (Inria `main` branch [code]):
     initialised from stage 0;
  2. "all": trunk + LCF (self + every context, fused); trunk and the first context branch from single0, context
     encoders from the single stages, frozen (no grad, eval mode); the other branches fresh.
- Extra stages: "all_ale" (as "all" plus the reconstructed ALE) and "global" (the whole-image baseline).
+ Extra stages: "all_ale" (as "all" plus the reconstructed ALE) and "global" (the whole-image model: the
+ baseline, and the DeepGlobe global context, trained before "all": local -> single0 (x3) -> global -> all);
+ "<stage>_long" continues a finished stage with a fresh poly schedule until its trunk has trained as many
+ epochs as LCF's (equal budgets, issue 17).
 Per stage: Adam (one group), poly lr per iteration, gradients accumulated over every patch (in sub-batches)
 of `train.images_per_step` images before one step [code]. Every epoch writes an atomic checkpoint; a re-run on
 the same directory skips finished stages (stages/<name>.pt) and resumes the current one from its last epoch.
@@ -31,8 +34,9 @@ from tenfold.systems.fctl.config import Config
 from tenfold.systems.fctl.loss import loss_terms
 from tenfold.systems.fctl.model import FCtLNet, check_weights_file
 from tenfold.systems.fctl.patching import crops_for, patch_boxes
-from tenfold.systems.fctl.stages import (SegImages, build_stage_model, check_state, evaluate_images, load_split,
-                                         load_stage_model, load_stage_state, stage_path, stage_predict)
+from tenfold.systems.fctl.stages import (SegImages, base_stage, build_stage_model, check_state, evaluate_images,
+                                         load_split, load_stage_model, load_stage_state, stage_epochs, stage_path,
+                                         stage_predict)
 
 log = logging.getLogger("tenfold.fctl")
 
@@ -51,7 +55,7 @@ def _augment(rng: np.random.Generator, tensors: list[torch.Tensor]) -> list[torc
 def image_samples(cfg: Config, stage: str, images: SegImages, i: int, factors: tuple[float, ...]):
     """Yield (local, contexts, label) sub-batches of image i; the global stage yields the whole image."""
     img, lbl = images.image(i), torch.from_numpy(np.asarray(images.pair(i)[1]).astype(np.int64))
-    if stage == "global":
+    if base_stage(stage) == "global":
         yield img[None], [], lbl[None]
         return
     p = cfg.data.patch_size
@@ -71,7 +75,7 @@ def train_step(cfg: Config, model: torch.nn.Module, stage: str, images: SegImage
             if cfg.train.use_augment:
                 local, lbl, *ctx = _augment(rng, [local, lbl, *ctx])
             local, lbl, ctx = local.to(device), lbl.to(device), [c.to(device) for c in ctx]
-            logits = model(local) if stage == "global" else model(local, ctx)
+            logits = model(local) if base_stage(stage) == "global" else model(local, ctx)
             loss = loss_terms(logits, lbl, cfg.train.focal_gamma, cfg.train.weight_focal)["loss"]
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite focal loss in stage {stage}")
@@ -89,14 +93,19 @@ def build_optimizer(model: torch.nn.Module, t: Any) -> torch.optim.Adam:
     after which gamma's own gradient (which scales with V) vanishes and the context path never starts (issue 17,
     measured on `single0`). The context path (everything outside `trunk.`) therefore gets `context_weight_decay`
     (default 0, the official Q/K "no weight decay" tag honoured and extended to V, gamma, fusion and the context
-    encoders). Set `train.context_weight_decay=5e-4` for the official single group.
+    encoders). Set `train.context_weight_decay=5e-4` for the official single group. The context group's learning
+    rate is `t.lr * t.context_lr_mult` (default 1: the code's single rate).
     """
     trunk = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("trunk.")]
     context = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("trunk.")]
-    groups = [{"params": trunk, "weight_decay": t.weight_decay}]
+    groups = [{"params": trunk, "weight_decay": t.weight_decay, "lr_mult": 1.0}]
     if context:
-        groups.append({"params": context, "weight_decay": t.context_weight_decay})
-    return torch.optim.Adam(groups, lr=t.lr)
+        groups.append({"params": context, "weight_decay": t.context_weight_decay,
+                       "lr_mult": getattr(t, "context_lr_mult", 1.0)})
+    opt = torch.optim.Adam(groups, lr=t.lr)
+    for g in opt.param_groups:
+        g["lr"] = t.lr * g["lr_mult"]
+    return opt
 
 
 def run_stage(cfg: Config, stage: str, stage_index: int, model: torch.nn.Module, images: SegImages, run: RunDir,
@@ -107,6 +116,8 @@ def run_stage(cfg: Config, stage: str, stage_index: int, model: torch.nn.Module,
     validation mIoU is logged with the epoch's record (spec section 3: validation every 5 epochs) [code].
     """
     t = cfg.train
+    epochs = stage_epochs(cfg, stage)  # epochs_per_stage; a "<stage>_long" continuation more (equal budgets)
+    offset = sum(stage_epochs(cfg, s) for s in t.stages[:stage_index])  # metrics steps of the earlier stages
     opt = build_optimizer(model, t)
     ckpt = run.load_checkpoint()
     start = 0
@@ -114,14 +125,14 @@ def run_stage(cfg: Config, stage: str, stage_index: int, model: torch.nn.Module,
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         start = ckpt["epoch"]
-        run.truncate_metrics(stage_index * t.epochs_per_stage + start)
+        run.truncate_metrics(offset + start)
         log.info("resuming stage %s from epoch %d", stage, start)
     steps = math.ceil(len(images) / t.images_per_step)
-    max_it = (t.start_epoch + t.epochs_per_stage) * steps
-    bar = progress_bar(t.epochs_per_stage * steps, f"fctl {stage}")
+    max_it = (t.start_epoch + epochs) * steps
+    bar = progress_bar(epochs * steps, f"fctl {stage}")
     bar.update(start * steps)
     try:
-        for epoch in range(start, t.epochs_per_stage):
+        for epoch in range(start, epochs):
             if budget[0] == 0:
                 return False
             model.train()
@@ -131,7 +142,7 @@ def run_stage(cfg: Config, stage: str, stage_index: int, model: torch.nn.Module,
             for s in range(steps):
                 lr = poly_lr(t.lr, (t.start_epoch + epoch) * steps + s, max_it, t.poly_power)
                 for g in opt.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = lr * g.get("lr_mult", 1.0)  # train.context_lr_mult on the context path
                 opt.zero_grad(set_to_none=True)
                 losses.append(train_step(cfg, model, stage, images, order[s * t.images_per_step:
                                                                            (s + 1) * t.images_per_step], rng, device))
@@ -141,9 +152,9 @@ def run_stage(cfg: Config, stage: str, stage_index: int, model: torch.nn.Module,
             run.save_checkpoint({"stage": stage, "epoch": epoch + 1, "model": model.state_dict(),
                                  "optimizer": opt.state_dict()})
             gam = model.gammas() if isinstance(model, FCtLNet) else {}
-            record = {"step": stage_index * t.epochs_per_stage + epoch + 1, "stage": stage, "epoch": epoch + 1,
+            record = {"step": offset + epoch + 1, "stage": stage, "epoch": epoch + 1,
                       "loss_focal": float(np.mean(losses)), "lr": lr, "gammas": gam}
-            due = (t.val_every and (epoch + 1) % t.val_every == 0) or epoch + 1 == t.epochs_per_stage
+            due = (t.val_every and (epoch + 1) % t.val_every == 0) or epoch + 1 == epochs
             if val is not None and due:
                 model.eval()
                 record["val_miou"] = evaluate_images(lambda i: stage_predict(model, stage, val.image(i), cfg,
@@ -204,9 +215,10 @@ def _check_resume_checkpoint(cfg: Config, run: RunDir) -> None:
         return
     path = run.checkpoint_path
     stage, epoch = ckpt.get("stage"), ckpt.get("epoch")
-    if stage not in cfg.train.stages or not isinstance(epoch, int) or not 0 <= epoch <= cfg.train.epochs_per_stage:
+    most = stage_epochs(cfg, stage) if stage in cfg.train.stages else cfg.train.epochs_per_stage
+    if stage not in cfg.train.stages or not isinstance(epoch, int) or not 0 <= epoch <= most:
         raise InputError(f"{path}: field 'stage' {stage!r} / 'epoch' {epoch!r} do not fit this run; expected a "
-                         f"stage of {list(cfg.train.stages)} and an epoch in 0..{cfg.train.epochs_per_stage}. "
+                         f"stage of {list(cfg.train.stages)} and an epoch in 0..{most}. "
                          "Delete it to restart the stage.")
     if not isinstance(ckpt.get("optimizer"), dict):
         raise InputError(f"{path}: field 'optimizer' missing; expected a checkpoint written by `tenfold train`")
