@@ -117,3 +117,11 @@ def check_min_size(arr: np.ndarray, min_side: int, label: str) -> None:
     h, w = arr.shape[:2]
     if min(h, w) < min_side:
         raise InputError(f"{label}: image is {w}x{h} pixels; this system needs at least {min_side} px per side")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def image_files(folder: str | Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """The files of `folder` (not its sub-folders) whose suffix, in any case, is one of `suffixes`, sorted."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in suffixes and p.is_file())

@@ -29,13 +29,12 @@ import torch
 
 from tenfold.core.config import load_config
 from tenfold.core.errors import InputError
-from tenfold.core.images import check_min_size, to_unit
+from tenfold.core.images import IMAGE_SUFFIXES, check_min_size, image_files, to_unit
 from tenfold.systems.fctl.config import Config
 from tenfold.systems.fctl.data import read_rgb, write_mask
 from tenfold.systems.fctl.patching import model_device, segment_large_image
 from tenfold.systems.fctl.stages import base_stage, load_stage_model, model_factors, stage_path, stage_predict
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # Design choice: two loader threads decode ahead of the model (decoding releases the GIL in Pillow / tifffile).
 LOADER_THREADS = 2
 
@@ -51,7 +50,7 @@ def pick_stage(cfg: Config, run_dir: Path) -> str:
 def list_inputs(inp: Path, outp: Path) -> list[tuple[Path, Path]]:
     """(input image, output mask) pairs; refuses unknown suffixes and an output that does not fit the input."""
     if inp.is_dir():
-        files = sorted(p for p in inp.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = image_files(inp)
         if not files:
             raise InputError(f"--input {inp}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
         if outp.exists() and not outp.is_dir():

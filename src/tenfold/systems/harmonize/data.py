@@ -21,13 +21,12 @@ import torch
 from scipy import ndimage
 
 from tenfold.core.errors import InputError
-from tenfold.core.images import check_min_size, read_pixels, to_grey, to_unit
+from tenfold.core.images import IMAGE_SUFFIXES, check_min_size, image_files, read_pixels, to_grey, to_unit
 
 # Spec 4.1 item 8: scale -> (canvas side, crack length range in px).
 SCALES: dict[str, tuple[int, tuple[int, int]]] = {"S1": (96, (6, 9)), "S2": (128, (8, 16)), "S3": (192, (8, 16))}
 # Spec 4.1 item 9: disjoint seed ranges per split (seed offsets; a run's seed shifts all three).
 SPLIT_SEED_OFFSETS = {"train": 0, "val": 1_000_000, "test": 2_000_000}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -207,7 +206,7 @@ def load_pairs_folder(root: Path, multiple: int = 1, crop: int = 0) -> Segmentat
     for d in (img_dir, mask_dir):
         if not d.is_dir():
             raise InputError(f"{d}: folder not found; expected {root}/images/*.png|jpg|tif and {root}/masks/*.png")
-    files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(img_dir)
     if not files:
         raise InputError(f"{img_dir}: no images (*.png, *.jpg, *.tif); expected at least one image per split")
     images, masks, names = [], [], []

@@ -33,6 +33,7 @@ from torch import nn
 
 from tenfold.core.config import load_config
 from tenfold.core.errors import InputError
+from tenfold.core.images import image_files
 from tenfold.core.runs import RunDir, atomic_write_bytes
 from tenfold.systems.harmonize.config import Config
 from tenfold.systems.harmonize.data import IMAGE_SUFFIXES, _read_image
@@ -45,7 +46,7 @@ MARGIN = 16  # px of context discarded at each inner window border
 def list_inputs(inp: Path, outp: Path) -> list[tuple[Path, Path]]:
     """(image, mask path) pairs: a folder gives OUT/<stem>_mask.png; a single image needs a .png output."""
     if inp.is_dir():
-        files = sorted(p for p in inp.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = image_files(inp)
         if not files:
             raise InputError(f"--input {inp}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
         if outp.exists() and not outp.is_dir():

@@ -39,7 +39,7 @@ from tenfold.systems.harmonize.config import PROFILES, Config
 from tenfold.systems.harmonize.model import build_model
 from tenfold.systems.harmonize.loss import FOCAL_CE_LOSSES
 from tenfold.systems.harmonize.scoring import (load_splits, metrics_at_logit, predict_logits, prf,
-                                                 segmentation_metrics, validation_threshold)
+                                                 segmentation_metrics)
 from tenfold.systems.harmonize.train import train
 
 log = logging.getLogger("tenfold.harmonize")
@@ -87,7 +87,7 @@ def run_one(cfg: Config, run_dir: Path, num_examples: int = 3) -> dict[str, Any]
     metrics = segmentation_metrics(logits, test.masks, cfg.train.threshold)
     val_m = segmentation_metrics(val_logits, val.masks, cfg.train.threshold)
     metrics.update({"val_iou": val_m["iou"], "val_f1": val_m["f1"], "val_oi": val_m["oi"]})
-    metrics["tuned"] = metrics_at_logit(logits, test.masks, validation_threshold(val_logits, val.masks))
+    metrics["tuned"] = metrics_at_logit(logits, test.masks, summary["val_logit_threshold"])  # chosen by train
     # The trivial predictor of the task: every pixel background (TP = FP = 0, FN = all foreground).
     metrics["all_background"] = prf(0.0, 0.0, float((test.masks > 0.5).sum()))
     defect = torch.nonzero(test.masks.flatten(1).sum(1) > 0).flatten()[:num_examples]
