@@ -17,22 +17,27 @@ from tenfold.systems.rulenet.pipeline import predict as predict_items, prepare
 from tests.badinput import assert_refused
 
 
+def _train_on_tables(folder, obs, items, rules, joint_epochs, *extra):
+    """Write the tables and rules into `folder`, train a smoke run on them through the CLI; returns the run dir."""
+    obs.to_csv(folder / "obs.csv", index=False)
+    items.to_csv(folder / "items.csv", index=False)
+    (folder / "rules.txt").write_text(rules)
+    out = folder / "run"
+    argv = ["--quiet", "train", "rulenet", "--profile", "smoke", "--out", str(out)]
+    for s in (f"data.observations={folder / 'obs.csv'}", f"data.items={folder / 'items.csv'}",
+              f"data.rules={folder / 'rules.txt'}", "train.warmup_epochs=1", "train.rule_epochs=1",
+              f"train.joint_epochs={joint_epochs}", *extra):
+        argv += ["--set", s]
+    assert main(argv) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A smoke run trained on real-format tables (CSV observations, CSV items with a static attribute)."""
     tmp = tmp_path_factory.mktemp("rulenet-predict")
     obs, items = D.items_to_frames(D.make_machining(300, seed=21, M=6))
-    obs.to_csv(tmp / "obs.csv", index=False)
-    items.to_csv(tmp / "items.csv", index=False)
-    (tmp / "rules.txt").write_text(D.NOISY_EXPERT_RULES)
-    out = tmp / "run"
-    argv = ["--quiet", "train", "rulenet", "--profile", "smoke", "--out", str(out)]
-    for s in (f"data.observations={tmp / 'obs.csv'}", f"data.items={tmp / 'items.csv'}",
-              f"data.rules={tmp / 'rules.txt'}", "train.warmup_epochs=1", "train.rule_epochs=1",
-              "train.joint_epochs=2"):
-        argv += ["--set", s]
-    assert main(argv) == 0
-    return tmp, out
+    return tmp, _train_on_tables(tmp, obs, items, D.NOISY_EXPERT_RULES, 2)
 
 
 def _new_items(folder, seed=22, n=60, drop=()):
@@ -183,16 +188,7 @@ def test_fixed_epoch_count_keeps_the_last_epoch(tmp_path):
     import json
 
     obs, items = D.items_to_frames(D.make_machining(300, seed=25, M=5))
-    obs.to_csv(tmp_path / "obs.csv", index=False)
-    items.to_csv(tmp_path / "items.csv", index=False)
-    (tmp_path / "rules.txt").write_text(D.NOISY_EXPERT_RULES)
-    out = tmp_path / "run"
-    argv = ["--quiet", "train", "rulenet", "--profile", "smoke", "--out", str(out)]
-    for s in (f"data.observations={tmp_path / 'obs.csv'}", f"data.items={tmp_path / 'items.csv'}",
-              f"data.rules={tmp_path / 'rules.txt'}", "train.warmup_epochs=1", "train.rule_epochs=1",
-              "train.joint_epochs=4", "train.select_best=false"):
-        argv += ["--set", s]
-    assert main(argv) == 0
+    out = _train_on_tables(tmp_path, obs, items, D.NOISY_EXPERT_RULES, 4, "train.select_best=false")
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["val_f1"] == pytest.approx(logged[-1]["val_f1"])
@@ -226,16 +222,7 @@ def test_rules_on_a_numeric_static_attribute_train_and_predict(tmp_path):
     rng = np.random.default_rng(0)
     items["age"] = rng.uniform(0, 100, len(items)).round(2)
     items.loc[items["age"] > 90, "label"] = "failure"
-    obs.to_csv(tmp_path / "obs.csv", index=False)
-    items.to_csv(tmp_path / "items.csv", index=False)
-    (tmp_path / "rules.txt").write_text(D.NOISY_EXPERT_RULES + "failure : age > 80\n")
-    out = tmp_path / "run"
-    argv = ["--quiet", "train", "rulenet", "--profile", "smoke", "--out", str(out)]
-    for s in (f"data.observations={tmp_path / 'obs.csv'}", f"data.items={tmp_path / 'items.csv'}",
-              f"data.rules={tmp_path / 'rules.txt'}", "train.warmup_epochs=1", "train.rule_epochs=1",
-              "train.joint_epochs=1"):
-        argv += ["--set", s]
-    assert main(argv) == 0
+    out = _train_on_tables(tmp_path, obs, items, D.NOISY_EXPERT_RULES + "failure : age > 80\n", 1)
     new = tmp_path / "new"
     new.mkdir()
     items2 = pd.DataFrame({"item_id": items["item_id"], "grade": items["grade"], "age": items["age"]})
