@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from tenfold.systems.doorping.attack import (DoorpingTrigger, InvisibleTrigger, NaiveAttack, hooked_activation,
-                                             restamp, select_neuron)
+from tenfold.systems.doorping.attack import (DoorpingTrigger, InvisibleTrigger, NaiveAttack, active_threshold,
+                                             hooked_activation, restamp, select_active_neuron, select_neuron)
 from tenfold.systems.doorping.data import trigger_mask
 from tenfold.systems.doorping.model import ConvNet, ConvNetMini
 
@@ -225,3 +225,70 @@ def test_batched_early_stop_check_equals_the_per_step_break():
     assert 1 <= r1["trigger_steps"] <= 10
     assert r1["trigger_steps"] == r7["trigger_steps"] and r1["trigger_loss"] == r7["trigger_loss"]
     assert torch.equal(per_step.tau, batched.tau)
+
+
+class SilentTopUnit(nn.Module):
+    """fc1 on the flattened 16x16 image, 3 units: unit 0 has the largest L1 row but is silent on any trigger
+    (bias -5, weight 1e-3 on one pixel outside M); unit 1 (bias `a1`) and unit 2 (bias `a2`) each see one patch
+    pixel with a smaller weight, so the ranking r = (W0, W1, W2) is unit 0 > unit 1 > unit 2."""
+
+    def __init__(self, a1: float = 0.5, a2: float = 0.3) -> None:
+        super().__init__()
+        self.flat = nn.Flatten()
+        self.fc1 = nn.Linear(256, 3)
+        self.fc2 = nn.Linear(3, 2)
+        with torch.no_grad():
+            self.fc1.weight.zero_()
+            self.fc1.weight[0, 0] = 1e-3  # pixel (0, 0): black on the canvas, outside M
+            self.fc1.weight[1, 13 * 16 + 13] = 5e-4  # patch pixel (13, 13)
+            self.fc1.weight[2, 14 * 16 + 14] = 2e-4  # patch pixel (14, 14)
+            self.fc1.bias.copy_(torch.tensor([-5.0, a1, a2]))
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(self.flat(x))))
+
+
+def test_silent_top_weight_unit_never_moves_the_faithful_trigger_but_moves_the_active_rule(gen):
+    # Issue 21: the code's rule picks unit 0 (largest L1 row), silent on tau (pre-activation ~ -5): post-ReLU
+    # a0 = 0, L0 = 0 < 0.5, so the trigger stops at step 0 (DOORPING = NAIVE with a random patch). The active rule
+    # skips it: unit 1 has a0 ~ 0.5 > 0.0786, L0 = 81 * 0.25 ~ 20 >= 0.5, so Adam runs and tau moves inside M.
+    d = tiny_data()
+    net = SilentTopUnit()
+    old = DoorpingTrigger.build(d, 2, torch.Generator().manual_seed(1), steps=5)
+    new = DoorpingTrigger.build(d, 2, torch.Generator().manual_seed(1), steps=5, neuron_rule="active_top_weight")
+    before = old.tau.clone()
+    r_old, r_new = old.update(net), new.update(net)
+    assert r_old["unit"] == 0 and r_old["trigger_steps"] == 0 and torch.equal(old.tau, before)
+    assert r_new["unit"] == 1 and r_new["trigger_steps"] == 5 and not r_new["neuron_fell_back"]
+    assert r_new["trigger_loss0"] == pytest.approx(81 * float(torch.relu(net.fc1(net.flat(before)))[0, 1]) ** 2,
+                                                   rel=1e-5)
+    assert not torch.equal(new.tau, before)
+    assert torch.equal(new.tau[~new.mask.bool()], before[~new.mask.bool()])
+
+
+@pytest.mark.parametrize("a1,a2,unit", [(0.09, 0.5, 1), (0.07, 0.5, 2)])
+def test_active_rule_threshold_is_sqrt_half_over_81(a1, a2, unit, gen):
+    # min_activation = sqrt(0.5) / |10 - 1| = 0.0786: unit 1 at a0 ~ 0.09 is eligible and outranks unit 2 by
+    # weight; at a0 ~ 0.07 it is not, so unit 2 is picked. (The patch pixel adds 5e-4 * tau, |tau| <= 2.33: < 1.2e-3.)
+    assert active_threshold(10.0, 0.5) == pytest.approx(0.0786, abs=1e-4)
+    d = tiny_data()
+    trig = DoorpingTrigger.build(d, 2, gen)
+    _, units, fell_back = select_active_neuron(SilentTopUnit(a1, a2), trig.tau, -2, 1, True,
+                                               active_threshold(10.0, 0.5))
+    assert units.tolist() == [unit] and not fell_back
+
+
+def test_active_rule_falls_back_to_the_most_active_units(gen):
+    # Only unit 1 is eligible; top-2 takes it, then the most active of the rest: unit 2 (a ~ 0.05) over unit 0
+    # (silent, 0 post-ReLU).
+    d = tiny_data()
+    trig = DoorpingTrigger.build(d, 2, gen)
+    _, units, fell_back = select_active_neuron(SilentTopUnit(0.5, 0.05), trig.tau, -2, 2, True, 0.0786)
+    assert units.tolist() == [1, 2] and fell_back
+
+
+def test_quick_profile_uses_the_active_rule_and_the_default_is_faithful():
+    from tenfold.systems.doorping.config import PROFILES, Config
+
+    assert Config().attack.neuron_rule == "top_weight"
+    assert PROFILES["quick"]["attack.neuron_rule"] == "active_top_weight"

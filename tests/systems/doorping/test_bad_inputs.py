@@ -5,8 +5,9 @@ the run directory absent or unchanged.
 Readers covered: `data.dataset=npz` (data.load_npz), `data.dataset=imagefolder` (data.load_imagefolder,
 through tenfold.core.images), the pre-write checks of `train` (train.check_inputs), the run directory read by
 `tenfold eval --run` (synset.pt, trigger.pt; evaluate.check_artefacts) and the checkpoint a resumed `train`
-reads (checkpoints/last.pt). The torchvision formats are read by torchvision itself (md5-checked; any error
-becomes an InputError naming data.root) and are not catalogued file by file here.
+reads (checkpoints/last.pt), and CIFAR-100's torchvision pickles (data.load_cifar100, a restricted unpickler).
+The other torchvision formats are read by torchvision itself (md5-checked; any error becomes an InputError
+naming data.root) and are not catalogued file by file here.
 """
 
 import json
@@ -381,3 +382,69 @@ def test_eval_dd_synset_with_foreign_params0_refused(tmp_path, capsys):
                     run / "synset.pt", run / "trigger.pt")  # the well-formed DD artefact passes
     torch.save(_dd_synset(cfg, "fc1.weight"), run / "synset.pt")
     assert_refused(["eval", "--run", str(run)], [str(run / "synset.pt"), "field 'fc1.weight'"], run, capsys)
+
+
+# ------------------------------------------------------------------------------ CIFAR-100 pickles (data.root)
+
+def _cifar_write(split, **fields):
+    from .test_data import write_cifar100
+
+    return lambda root: write_cifar100(root, **{split: fields})
+
+
+def _cifar_raw(split, make):
+    from .test_data import write_cifar100
+
+    def write(root):
+        write_cifar100(root)
+        path = root / "cifar-100-python" / split
+        path.write_bytes(make(path))
+    return write
+
+
+def _cifar_evil(root):
+    import pickle
+
+    from .test_data import write_cifar100
+
+    write_cifar100(root)
+    (root / "cifar-100-python" / "train").write_bytes(pickle.dumps(_Evil(root / "pwned")))
+
+
+CIFAR100_CASES = {
+    "missing_test": (lambda root: (_cifar_write("train")(root), (root / "cifar-100-python" / "test").unlink()),
+                     "test", "missing"),
+    "empty_file": (_cifar_raw("train", lambda p: b""), "train", "not a readable CIFAR-100 pickle"),
+    "truncated": (_cifar_raw("test", lambda p: p.read_bytes()[:500]), "test", "not a readable CIFAR-100 pickle"),
+    "not_a_pickle": (_cifar_raw("train", lambda p: b"PNG not a pickle" * 10), "train", "not a readable"),
+    "not_a_dict": (_cifar_raw("train", lambda p: __import__("pickle").dumps([1, 2, 3])), "train",
+                   "expected a pickled dict"),
+    "missing_data": (_cifar_write("train", data=None), "train", "field 'data'"),
+    "data_int64": (_cifar_write("train", data=np.zeros((100, 3072), np.int64)), "train", "field 'data'"),
+    "data_wrong_width": (_cifar_write("test", data=np.zeros((10, 1024), np.uint8)), "test", "(N, 3072) uint8"),
+    "missing_labels": (_cifar_write("train", fine_labels=None), "train", "field 'fine_labels'"),
+    "labels_count": (_cifar_write("test", fine_labels=[0] * 9), "test", "field 'fine_labels' must be 10 integers"),
+    "float_labels": (_cifar_write("test", fine_labels=[0.5] * 10), "test", "field 'fine_labels'"),
+    "label_100": (_cifar_write("test", fine_labels=[100] * 10), "test", "must be in [0, 99]"),
+    "class_without_train_image": (_cifar_write("train", fine_labels=[i % 50 for i in range(100)]), "cifar100",
+                                  "no image of classes [50, 51"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CIFAR100_CASES))
+def test_cifar100_refused(case, tmp_path, capsys):
+    write, name, text = CIFAR100_CASES[case]
+    root = tmp_path / "c100"
+    write(root)
+    run = tmp_path / "run"
+    assert_refused([*SMOKE, "--out", str(run), "--set", "data.dataset=cifar100", "--set", f"data.root={root}"],
+                   [name, text], run, capsys)
+
+
+def test_cifar100_malicious_pickle_refused_without_running_it(tmp_path, capsys):
+    root = tmp_path / "c100"
+    _cifar_evil(root)
+    run = tmp_path / "run"
+    assert_refused([*SMOKE, "--out", str(run), "--set", "data.dataset=cifar100", "--set", f"data.root={root}"],
+                   ["train", "is not allowed"], run, capsys)
+    assert not (root / "pwned").exists()

@@ -255,3 +255,45 @@ def test_pool_labels_match_setup_attack():
         data = load_for_config(cfg)
         setup = setup_attack(cfg, data, streams(cfg.seed))
         assert torch.equal(pool_labels(cfg, data, streams(cfg.seed)), setup.pool.labels)
+
+
+def write_cifar100(root, n_train: int = 100, n_test: int = 10, **changes) -> None:
+    """torchvision's CIFAR-100 layout, tiny: root/cifar-100-python/{train,test} pickled dicts (Python 2 style
+    keys 'data' (N, 3072) uint8 and 'fine_labels'); `changes` = {split: {field: value}} replaces fields (None
+    drops one)."""
+    import pickle
+
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        data = (np.arange(n * 3072) % 251).astype(np.uint8).reshape(n, 3072)
+        obj = {"data": data, "fine_labels": [i % 100 for i in range(n)], "coarse_labels": [0] * n,
+               "filenames": [f"{i}.png" for i in range(n)], "batch_label": split}
+        for k, v in changes.get(split, {}).items():
+            if v is None:
+                obj.pop(k)
+            else:
+                obj[k] = v
+        (folder / split).write_bytes(pickle.dumps(obj, protocol=2))
+
+
+def test_cifar100_from_the_torchvision_pickles(tmp_path):
+    # Pixel (n, c, y, x) = data[n, c * 1024 + y * 32 + x] / 255 (channel-major rows), normalised with the CIFAR-100
+    # constants: image 1, channel 2, row 3, col 4 -> flat index 3072 + 2048 + 96 + 4 = 5220, 5220 % 251 = 200,
+    # (200 / 255 - 0.4409) / 0.2762 = 1.2434.
+    write_cifar100(tmp_path)
+    d = D.load_data("cifar100", str(tmp_path), 32, 0, 0)
+    assert d.num_classes == 100 and d.train_x.shape == (100, 3, 32, 32) and d.test_x.shape == (10, 3, 32, 32)
+    assert d.train_y.tolist() == list(range(100))
+    assert float(d.train_x[1, 2, 3, 4]) == pytest.approx((200 / 255 - 0.4409) / 0.2762, abs=1e-5)
+    assert_close(d.mean, torch.tensor([0.5071, 0.4866, 0.4409]))
+    assert D.load_data("cifar100", str(tmp_path / "cifar-100-python"), 16, 0, 0).train_x.shape[-1] == 16
+
+
+def test_cifar100_trigger_label_may_be_up_to_99():
+    from tenfold.core.config import ConfigError, make_config
+    from tenfold.systems.doorping.config import PROFILES, Config
+
+    make_config(Config, PROFILES, "smoke", {"data.dataset": "cifar100", "attack.trigger_label": 99})
+    with pytest.raises(ConfigError, match="100 classes"):
+        make_config(Config, PROFILES, "smoke", {"data.dataset": "cifar100", "attack.trigger_label": 100})

@@ -200,3 +200,44 @@ def test_dsa_cutout_hand_values():
     expected = torch.ones(4, 4)
     expected[1:3, 0] = 0
     assert torch.equal(out, expected)
+
+
+def test_dsa_augment_samples_uses_per_sample_parameters(gen):
+    # DSA outside matching (non-Siamese): each sample draws its own parameter. A horizontal flip (op 2) flips a
+    # sample iff its u0 < 0.5; with 64 identical images both outcomes appear (P(all equal) = 2^-63).
+    x = torch.arange(16.0).reshape(1, 1, 4, 4).expand(64, 1, 4, 4).contiguous()
+    for seed in range(200):
+        g = torch.Generator().manual_seed(seed)
+        s = int(torch.randint(0, 2**31, (1,), generator=torch.Generator().manual_seed(seed)))
+        if int(torch.randint(0, 6, (1,), generator=torch.Generator().manual_seed(s))) != 2:
+            continue
+        out = distill_dc.dsa_augment_samples(x, g)
+        flipped = torch.isclose(out, x.flip(-1)).flatten(1).all(1)
+        kept = torch.isclose(out, x).flatten(1).all(1)
+        assert bool((flipped | kept).all()) and 0 < int(flipped.sum()) < 64
+        return
+    pytest.fail("no seed chose the flip")
+
+
+def test_dsa_inner_loop_and_victims_are_augmented(monkeypatch, gen):
+    # [code] with DSA the inner loop on S and the victims train on DSA-augmented batches; DC on neither.
+    calls = []
+    real = distill_dc.dsa_augment_samples
+    monkeypatch.setattr(distill_dc, "dsa_augment_samples", lambda x, g: calls.append(len(x)) or real(x, g))
+    cfg = make_config(Config, PROFILES, "smoke", {"distill.outer_loop": 3, "distill.inner_loop": 2})
+    pool = distill_dc.RealPool(torch.randn(40, 1, 16, 16, generator=gen), torch.arange(10).repeat(4), 10)
+    syn = torch.randn(20, 1, 16, 16, generator=gen).requires_grad_(True)
+    y = torch.arange(10).repeat_interleave(2)
+    for seed, expected in ((None, 0), (5, 2 * 2)):  # (outer - 1) x inner epochs x 1 batch of 20 <= 256
+        calls.clear()
+        distill_dc.dc_iteration(ConvNetMini(1, 10, 16), pool, syn, y, torch.optim.SGD([syn], lr=0.1), cfg,
+                                torch.Generator().manual_seed(0), dsa_seed=seed)
+        assert len(calls) == expected
+    from tenfold.systems.doorping.victims import train_victim
+
+    calls.clear()
+    vcfg = make_config(Config, PROFILES, "smoke", {"victim.epochs": 3, "victim.dsa_epochs": 5}).victim
+    assert len(train_victim(ConvNetMini(1, 10, 16), syn.detach(), y, vcfg, gen, augment=True)) == 6  # passes 0..5
+    assert calls == [20] * 6
+    calls.clear()
+    assert len(train_victim(ConvNetMini(1, 10, 16), syn.detach(), y, vcfg, gen)) == 4 and calls == []

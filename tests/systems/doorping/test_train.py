@@ -106,8 +106,23 @@ def test_quick_profile_runs_every_arm_and_defense(tmp_path):
 @pytest.mark.parametrize("method,attack", [("dm", "doorping"), ("dsa", "naive"), ("dd", "doorping"),
                                            ("dc", "invisible")])
 def test_other_distillers_and_attacks_run(tmp_path, method, attack):
-    cfg = _cfg(**{"distill.method": method, "attack.attack": attack, "distill.iterations": 1, "victim.epochs": 2})
+    cfg = _cfg(**{"distill.method": method, "attack.attack": attack, "distill.iterations": 1, "victim.epochs": 2,
+                  "victim.dsa_epochs": 2})
     metrics = train(cfg, tmp_path)
     assert 0 <= metrics["trigger/cta"] <= 1 and 0 <= metrics["trigger/asr_nontarget"] <= 1
     losses = [r["loss_match"] for r in RunDir(tmp_path).read_metrics()]
     assert losses and all(l == l for l in losses)  # finite loss_match
+
+
+@pytest.mark.parametrize("transfer", ["convnet_mini,alexnet",
+                                      pytest.param("resnet18", marks=pytest.mark.slow)])  # ResNet18: ~25 s
+def test_dd_on_alexcifarnet_with_transfer_victims(tmp_path, transfer):
+    # Issue 21 model zoo, wired end to end: DD distils on AlexCifarNet (Xavier init under model.init = auto) and
+    # the set is also scored on fresh victims of every `model.eval_arch` (eval_mode M).
+    cfg = _cfg(**{"distill.method": "dd", "model.arch": "alexcifarnet", "model.eval_arch": transfer,
+                  "attack.attack": "naive", "distill.iterations": 1, "victim.epochs": 1})
+    metrics = train(cfg, tmp_path)
+    for arch in transfer.split(","):
+        assert 0 <= metrics[f"transfer_{arch}/trigger/cta"] <= 1
+        assert 0 <= metrics[f"transfer_{arch}/trigger/asr_nontarget"] <= 1
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["arch"] == "alexcifarnet"

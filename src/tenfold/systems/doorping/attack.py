@@ -4,6 +4,7 @@ Spec 2, components 3-5:
     NaiveAttack      BadNets-style: stamp a white patch on P once, before distillation, relabel to y_t
     DoorpingTrigger  tau optimised during distillation against the selected neuron (Trojaning-attack style):
                        select_neuron   r_j = sum_i |W_ji| of the second-to-last weight matrix, top-k units
+                       select_active_neuron  (deviation, `attack.neuron_rule`) the same among units active on tau
                        objective       L(tau) = MSE(a_K(tau), alpha * a0_K), a0 detached at the first step
                        update          Adam(0.08, (0.9, 0.99)), gradient x M, stop when L < 0.5 (checked first)
     InvisibleTrigger the reviewers' extra baseline: full-image additive trigger with a neuron term and a
@@ -14,6 +15,7 @@ set is never stamped (pitfall 9).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +37,34 @@ def select_neuron(net: nn.Module, layer: int = -2, topk: int = 1) -> tuple[nn.Mo
     w = module.weight.detach()
     scores = w.reshape(w.shape[0], -1).abs().sum(1)  # (out, in*k*k) -> (out,)
     return module, torch.topk(scores, topk).indices
+
+
+def active_threshold(alpha: float, stop_loss: float) -> float:
+    """The smallest a0 whose initial loss (alpha - 1)^2 a0^2 reaches `stop_loss` (spec 7.4: 0.0786 at 10, 0.5)."""
+    return math.sqrt(stop_loss) / abs(alpha - 1) if alpha != 1 else math.inf
+
+
+def select_active_neuron(net: nn.Module, tau: torch.Tensor, layer: int = -2, topk: int = 1, post_relu: bool = True,
+                         min_activation: float = 0.0) -> tuple[nn.Module, torch.Tensor, bool]:
+    """Deviation (issue 21, `attack.neuron_rule = "active_top_weight"`): the top-k units by r_j = sum_i |W_ji|
+    among those whose activation on tau exceeds `min_activation` (so the early stop cannot fire at step 0).
+
+    The code ranks all units (`select_neuron`); with the post-ReLU objective a unit silent on tau then gives
+    a0 = 0 (or 81 a0^2 < 0.5) and the trigger never moves (pitfall 12). With fewer than k eligible units the
+    remaining picks are the most active units. Returns (module, units, fell_back).
+    """
+    module = weight_layers(net)[layer]
+    w = module.weight.detach()
+    scores = w.reshape(w.shape[0], -1).abs().sum(1)  # (out,)
+    with torch.no_grad():
+        a = hooked_activation(net, module, tau, post_relu)[0]  # (out,)
+    eligible = a > min_activation
+    n = int(eligible.sum())
+    if n >= topk:
+        return module, torch.topk(scores.masked_fill(~eligible, -math.inf), topk).indices, False
+    ranked = torch.topk(scores.masked_fill(~eligible, -math.inf), n).indices if n else scores.new_zeros(0).long()
+    rest = torch.topk(a.masked_fill(eligible, -math.inf), topk - n).indices
+    return module, torch.cat([ranked, rest]), True
 
 
 def hooked_activation(net: nn.Module, module: nn.Module, x: torch.Tensor, post_relu: bool) -> torch.Tensor:
@@ -88,6 +118,8 @@ class DoorpingTrigger:
         alpha: target scale (10 [code]). topk, layer: neuron selection. lr, steps, stop_loss: Adam schedule.
         activation: "post_relu" (faithful) | "pre_relu" (deviation).
         trigger_range: "unclamped" (faithful) | "clamp" | "uint8".
+        neuron_rule: "top_weight" (faithful: `select_neuron`) | "active_top_weight" (deviation:
+            `select_active_neuron` with min_activation = sqrt(stop_loss) / |alpha - 1|).
         dd_canvas: DD's canvas [1, 254] and mask (canvas > 1) quirk instead of DC's [1, 255] and > 0.
     """
 
@@ -102,6 +134,7 @@ class DoorpingTrigger:
     stop_loss: float = 0.5
     activation: str = "post_relu"
     trigger_range: str = "unclamped"
+    neuron_rule: str = "top_weight"
     check_every: int = 0  # steps between early-stop checks (host syncs); 0 = 1 on the CPU, 16 on an accelerator
     history: list[dict] = field(default_factory=list)
 
@@ -126,12 +159,17 @@ class DoorpingTrigger:
         """Optimise tau against the current `net` (eval mode, parameters untouched); returns the update's log."""
         was_training = net.training
         net.eval()
-        module, units = select_neuron(net, self.layer, self.topk)
+        post = self.activation == "post_relu"
+        fell_back = False
+        if self.neuron_rule == "active_top_weight":
+            module, units, fell_back = select_active_neuron(net, self.tau, self.layer, self.topk, post,
+                                                            active_threshold(self.alpha, self.stop_loss))
+        else:
+            module, units = select_neuron(net, self.layer, self.topk)
         tau = self.tau.clone().requires_grad_(True)
         opt = torch.optim.Adam([tau], lr=self.lr, betas=(0.9, 0.99))
-        post = self.activation == "post_relu"
         check_every = self.check_every or (1 if tau.device.type == "cpu" else 16)
-        a0, stop_loss = None, tau.new_zeros(())
+        a0, stop_loss, loss0 = None, tau.new_zeros(()), tau.new_zeros(())
         done = torch.zeros((), dtype=torch.bool, device=tau.device)
         taken = torch.zeros((), dtype=torch.long, device=tau.device)
         for step in range(self.steps):
@@ -139,6 +177,8 @@ class DoorpingTrigger:
             if a0 is None:
                 a0 = a.detach()
             loss = F.mse_loss(a, self.alpha * a0)
+            if step == 0:
+                loss0 = loss.detach()
             # Early stop when the loss < stop_loss, checked before the step [code]. Design choice (GPU): no host
             # sync per step; a stopped trigger is frozen with torch.where and the loop breaks at the next check
             # (every `check_every` steps; 1 on the CPU), so tau, the loss and the step count equal the per-step
@@ -163,8 +203,9 @@ class DoorpingTrigger:
         net.train(was_training)
         self.tau = tau.detach()
         pix = self.data.to_pixels(self.tau)[self.mask.bool().expand_as(self.tau)]
-        record = {"trigger_steps": taken, "trigger_loss": float(loss.detach()), "a0": float(a0.mean()) if a0 is not None
-                  else 0.0, "unit": int(units[0]), "tau_pixel_min": float(pix.min()), "tau_pixel_max": float(pix.max())}
+        record = {"trigger_steps": taken, "trigger_loss": float(loss.detach()), "trigger_loss0": float(loss0),
+                  "a0": float(a0.mean()) if a0 is not None else 0.0, "unit": int(units[0]),
+                  "neuron_fell_back": fell_back, "tau_pixel_min": float(pix.min()), "tau_pixel_max": float(pix.max())}
         self.history.append(record)
         return record
 

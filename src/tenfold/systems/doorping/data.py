@@ -1,7 +1,8 @@
 """Data of `doorping` (Backdoor Attacks Against Dataset Distillation, arXiv 2301.01197).
 
 The offline sets of spec 4.1 (scikit-learn digits at 16x16, the procedural RGB `shapes10`), the real
-formats of spec 4.2 (torchvision FashionMNIST / CIFAR-10 / SVHN / STL-10 from a local root, an
+formats of spec 4.2 (torchvision FashionMNIST / CIFAR-10 / SVHN / STL-10 from a local root, CIFAR-100 from
+torchvision's on-disk pickles (`load_cifar100`, a restricted unpickler), an
 ImageFolder tree, an .npz of arrays), and the trigger geometry of spec 2, components 1-2:
     trigger_mask   M = 1 on rows and columns [H - 1 - s, H - 1)
     stamp          x' = x * (1 - M) + tau * M
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -341,6 +343,74 @@ def load_torchvision(name: str, root: str, image_size: int = 32) -> ImageData:
     return _normalise(name, xs[0], ys[0], xs[1], ys[1], 10, mean, std)
 
 
+CIFAR100_FORM = ("torchvision's CIFAR-100 layout: <data.root>/cifar-100-python/{train,test} (or data.root itself "
+                 "holding train and test), each a pickled dict with 'data' (N, 3072) uint8 (3 x 32 x 32, "
+                 "channel-major) and 'fine_labels' (N integers in [0, 100))")
+MAX_CIFAR100_BYTES = 1 << 30  # Design choice: the real train file is 155 MB
+# The only globals a CIFAR-100 pickle needs (numpy's array reconstruction, numpy 1.x and 2.x module names).
+_CIFAR100_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                     ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
+                     ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode")}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: any other global (a crafted file's os.system) is refused
+    before it is called."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR100_GLOBALS:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed (only numpy arrays)")
+        return super().find_class(module, name)
+
+
+def _cifar100_split(path: Path) -> tuple[torch.Tensor, np.ndarray]:
+    """One CIFAR-100 file -> pixels (N, 3, 32, 32) in [0, 1] and fine labels (N,); errors name file and field."""
+    if not path.is_file():
+        raise InputError(f"{path}: missing; expected {CIFAR100_FORM} (tenfold never downloads)")
+    if path.stat().st_size > MAX_CIFAR100_BYTES:
+        raise InputError(f"{path}: {path.stat().st_size} bytes, over {MAX_CIFAR100_BYTES}; expected {CIFAR100_FORM}")
+    try:
+        with open(path, "rb") as f:
+            obj = _ArrayUnpickler(f, encoding="latin1").load()  # latin1: the files were pickled by Python 2
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            ImportError, UnicodeError, OverflowError, MemoryError) as err:
+        raise InputError(f"{path}: not a readable CIFAR-100 pickle ({type(err).__name__}: {str(err)[:200]}); "
+                         f"expected {CIFAR100_FORM}") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: expected a pickled dict, got {type(obj).__name__}; expected {CIFAR100_FORM}")
+    obj = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+    data = obj.get("data")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        got = (f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray)
+               else type(data).__name__)
+        raise InputError(f"{path}: field 'data' must be an (N, 3072) uint8 array, got {got}")
+    try:
+        labels = np.asarray(obj.get("fine_labels"))
+    except (ValueError, TypeError):
+        labels = np.asarray(None)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or len(labels) != len(data):
+        raise InputError(f"{path}: field 'fine_labels' must be {len(data)} integers (one per image), got "
+                         f"{labels.dtype} of shape {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= 100):
+        raise InputError(f"{path}: field 'fine_labels' must be in [0, 99], got range [{labels.min()}, "
+                         f"{labels.max()}]")
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()).float() / 255.0, labels.astype(np.int64)
+
+
+def load_cifar100(root: str, image_size: int = 32) -> ImageData:
+    """CIFAR-100 (fine labels, 100 classes) from torchvision's on-disk pickles, read without torchvision.
+
+    Design choice: torchvision's CIFAR100 md5-checks the files and unpickles them unrestricted; here a
+    restricted unpickler reads them (numpy arrays only) and every field is checked, so a crafted or truncated
+    file is an InputError naming it; the md5 is not checked.
+    """
+    base = Path(root)
+    folder = base / "cifar-100-python" if (base / "cifar-100-python").is_dir() else base
+    (tr_x, tr_y), (te_x, te_y) = _cifar100_split(folder / "train"), _cifar100_split(folder / "test")
+    mean, std = NORMALISATION["cifar100"]
+    return _normalise("cifar100", _resize(tr_x, image_size), tr_y, _resize(te_x, image_size), te_y, 100, mean, std)
+
+
 def read_image(path: Path, image_size: int) -> torch.Tensor:
     """One ImageFolder image -> (3, image_size, image_size) float32 in [0, 1], scaled by its bit depth.
 
@@ -441,7 +511,7 @@ def load_npz(path: str) -> ImageData:
 
 def load_data(dataset: str, root: str, image_size: int, seed: int, trigger_label: int) -> ImageData:
     """Dispatch on `data.dataset`; the result is validated (shapes, labels, target class)."""
-    if dataset in ("imagefolder", "npz", "fashionmnist", "cifar10", "svhn", "stl10") and not root:
+    if dataset in ("imagefolder", "npz", "fashionmnist", "cifar10", "cifar100", "svhn", "stl10") and not root:
         raise InputError(f"data.root is required for data.dataset={dataset!r} (a local folder or file; "
                          "tenfold never downloads)")
     if dataset == "digits":
@@ -452,6 +522,8 @@ def load_data(dataset: str, root: str, image_size: int, seed: int, trigger_label
         data, source = load_imagefolder(root, image_size, seed), root
     elif dataset == "npz":
         data, source = load_npz(root), root
+    elif dataset == "cifar100":
+        data, source = load_cifar100(root, image_size), f"cifar100 at {root!r}"
     else:
         data, source = load_torchvision(dataset, root, image_size), f"{dataset} at {root!r}"
     return validate(data, trigger_label, source)

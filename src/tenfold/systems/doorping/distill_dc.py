@@ -93,6 +93,14 @@ def dsa_augment(x: torch.Tensor, seed: int) -> torch.Tensor:
     return F.grid_sample(flat, grid, align_corners=True).reshape(x.shape)
 
 
+def dsa_augment_samples(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """DSA outside the matching step (the inner loop on S and the victims [code]): a flat batch (N, ch, H, W),
+    one operation per call and one parameter per *sample* (DSA's non-Siamese mode), the seed drawn from
+    `generator`."""
+    seed = int(torch.randint(0, 2**31, (1,), generator=generator))
+    return dsa_augment(x[:, None], seed)[:, 0]  # (N, 1, ch, H, W): every sample is its own "class"
+
+
 # ----------------------------------------------------------------------------- matching losses
 
 def _ce(net: nn.Module, params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -183,14 +191,15 @@ def init_synthetic(pool: RealPool, ipc: int, init: str, generator: torch.Generat
 
 
 def train_net_on(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, epochs: int,
-                 batch: int, generator: torch.Generator) -> float:
-    """`epochs` shuffled passes of SGD on (x, y); returns the last batch loss."""
+                 batch: int, generator: torch.Generator, augment: bool = False) -> float:
+    """`epochs` shuffled passes of SGD on (x, y), each batch DSA-augmented when `augment`; the last batch loss."""
     loss = torch.tensor(0.0)
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=generator).to(x.device)
         for start in range(0, len(x), batch):
             idx = perm[start:start + batch]
-            loss = F.cross_entropy(net(x[idx]), y[idx])
+            xb = dsa_augment_samples(x[idx], generator) if augment else x[idx]
+            loss = F.cross_entropy(net(xb), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -229,8 +238,8 @@ def dc_iteration(net: nn.Module, pool: RealPool, syn: torch.Tensor, syn_y: torch
         losses.append(float(loss.detach()))
         if ol == outer - 1:
             break  # [code]: at ipc 1 (outer 1) neither the net nor the trigger is ever updated
-        # Deviation: with DSA the code also augments S in this inner training loop; here it is not augmented.
-        train_net_on(net, opt_net, syn.detach(), syn_y, inner, d.batch_train, generator)
+        # [code] with DSA the inner training on S is DSA-augmented too (per-sample parameters)
+        train_net_on(net, opt_net, syn.detach(), syn_y, inner, d.batch_train, generator, augment=dsa_seed is not None)
         if trigger_hook is not None:
             updates.append(trigger_hook(net))
     if trigger_hook is not None and outer == 1 and cfg.attack.update_at_ipc1:

@@ -53,7 +53,8 @@ def scan(cfg: Config, data, syn: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Steps 3-4: one victim on `syn`, then every defense's per-class statistics."""
     gens = streams(cfg.seed)
     net = network_builder(cfg, data, cfg.model.arch)(gens["victims"])
-    losses = train_victim(net, syn["images"], syn["labels"], cfg.victim, gens["victims"])
+    losses = train_victim(net, syn["images"], syn["labels"], cfg.victim, gens["victims"],
+                          augment=cfg.distill.method == "dsa")
     cx, _ = defender_data(cfg, data)
     dc, k = cfg.defense, data.num_classes
     nc = neural_cleanse(net, cx, k, dc.nc_steps, dc.nc_lambda, generator=gens["defense"])

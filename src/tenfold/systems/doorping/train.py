@@ -72,7 +72,7 @@ def setup_attack(cfg: Config, data: ImageData, gens: dict[str, torch.Generator])
                                            dd_canvas=cfg.distill.method == "dd" and a.faithful, alpha=a.alpha,
                                            topk=a.topk, layer=a.layer, lr=a.trigger_lr, steps=a.trigger_steps,
                                            stop_loss=a.stop_loss, activation=a.activation,
-                                           trigger_range=a.trigger_range)
+                                           trigger_range=a.trigger_range, neuron_rule=a.neuron_rule)
         elif a.attack == "invisible":
             lr, steps = (0.001, 50) if cfg.distill.method == "dd" else (a.trigger_lr, a.invisible_steps)
             attack = InvisibleTrigger.build(data, a.trigger_label, topk=a.topk, layer=a.layer, lr=lr, steps=steps,
@@ -213,8 +213,8 @@ def _distill_dd(cfg: Config, data: ImageData, setup: AttackSetup, gens: dict, ru
                 hook) -> dict:
     """DD (spec 2.9): `distill.iterations` epochs over the real data in batches of `dd_batch_real`."""
     d = cfg.distill
-    # Deviation: DD's code initialises with Xavier (`init = xavier`) and distils on AlexCifarNet (LRN); here the
-    # net keeps PyTorch's default init and `model.arch` is ConvNet / ConvNetMini / AlexNet (no AlexCifarNet).
+    # DD's code initialises with Xavier (`init = xavier`; `model.init = "auto"` resolves to it in
+    # `network_builder`) and distils on AlexCifarNet (`model.arch = alexcifarnet`).
     net = build(gens["nets"])
     params0 = {k: v.detach().clone().requires_grad_(True) for k, v in net.named_parameters()}  # known init
     distilled = distill_dd.DistilledSteps(d.dd_steps, d.dd_images_per_step, data.num_classes, data.shape,
@@ -305,10 +305,10 @@ def run_pipeline(cfg: Config, run: RunDir | None, out: Path | None, extra_trigge
     res = victim_metrics(victim_factory(cfg, data, syn, cfg.model.arch), data, triggers, cfg.victim.num_victims,
                          gens["victims"], cfg.attack.trigger_label, keep_nets=keep_nets)
     nets = res.pop("nets", [])
-    if cfg.model.eval_arch:
-        other = victim_metrics(victim_factory(cfg, data, syn, cfg.model.eval_arch), data, triggers,
+    for arch in cfg.model.eval_archs():  # transfer victims (eval_mode M), each on its own fresh inits
+        other = victim_metrics(victim_factory(cfg, data, syn, arch), data, triggers,
                                cfg.victim.num_victims, gens["victims"], cfg.attack.trigger_label)
-        res.update({f"transfer_{cfg.model.eval_arch}/{k}": v for k, v in other.items()})
+        res.update({f"transfer_{arch}/{k}": v for k, v in other.items()})
     history = getattr(setup.attack, "history", [])
     steps = [h["trigger_steps"] for h in history]
     res.update({"distill_wall_time_s": distill_s, "victim_wall_time_s": time.perf_counter() - t1,

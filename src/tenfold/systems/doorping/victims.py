@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tenfold.core.errors import InputError
-from tenfold.systems.doorping import distill_dd
+from tenfold.systems.doorping import distill_dc, distill_dd
 from tenfold.systems.doorping.config import Config
 from tenfold.systems.doorping.data import ImageData, load_data, stamp, subsample, to_device
 from tenfold.systems.doorping.model import build_network
@@ -46,9 +46,10 @@ def load_for_config(cfg: Config, device: torch.device | None = None) -> ImageDat
 def network_builder(cfg: Config, data: ImageData, arch: str) -> Callable[[torch.Generator], nn.Module]:
     m = cfg.model
     c, h, _ = data.shape
+    init = m.init_for(cfg.distill.method)  # Xavier for DD, PyTorch's default for DC (model.init = "auto")
     # The init is drawn on the CPU from the nets stream, then moved: the same weights on every device.
     return lambda g: build_network(arch, c, data.num_classes, h, m.width, m.depth, m.hidden,
-                                   generator=g).to(data.device)
+                                   generator=g, init=init).to(data.device)
 
 
 def check_network_fits(cfg: Config, data: ImageData) -> None:
@@ -56,11 +57,11 @@ def check_network_fits(cfg: Config, data: ImageData) -> None:
     stack are an InputError before anything is written, not a crash in the first iteration."""
     m = cfg.model
     c, h, _ = data.shape
-    for arch in filter(None, (m.arch, m.eval_arch)):
+    for arch in (m.arch,) + m.eval_archs():
         try:
             with torch.device("meta"):  # shapes only, no memory
                 build_network(arch, c, data.num_classes, h, m.width, m.depth, m.hidden)
-        except RuntimeError:
+        except (RuntimeError, ValueError):  # ValueError: instance norm over a 1 x 1 map (VGG11 below 32 x 32)
             raise InputError(f"data.root={cfg.data.root!r}: images of {h}x{h} pixels are too small for "
                              f"model.arch={arch} (depth {m.depth}); expected larger images (data.image_size) "
                              "or a shallower model.depth") from None
@@ -73,20 +74,26 @@ def defender_data(cfg: Config, data: ImageData) -> tuple[torch.Tensor, torch.Ten
     return data.train_x[idx], data.train_y[idx]
 
 
-def train_victim(net: nn.Module, x: torch.Tensor, y: torch.Tensor, vcfg, generator: torch.Generator) -> list[float]:
-    """Train `net` on (x, y) by the code's schedule; returns the loss of every pass."""
-    # Deviation: no augmentation for any victim. The code augments only ConvNetBN victims (DC) and, with DSA,
-    # trains every victim for 1000 DSA-augmented passes; a DSA set here is evaluated like a DC set.
+def train_victim(net: nn.Module, x: torch.Tensor, y: torch.Tensor, vcfg, generator: torch.Generator,
+                 augment: bool = False) -> list[float]:
+    """Train `net` on (x, y) by the code's schedule; returns the loss of every pass.
+
+    augment: DSA-augment every batch and train for `vcfg.dsa_epochs` (+ 1) passes, as the code does for a DSA set;
+    otherwise `vcfg.epochs` (+ 1) plain passes. (The code's DC augmentation applies only to ConvNetBN victims,
+    which are not built here, so DC / DM / DD sets get none, as the code's ConvNet and AlexNet.)
+    """
+    epochs = vcfg.dsa_epochs if augment else vcfg.epochs
     opt = torch.optim.SGD(net.parameters(), lr=vcfg.lr, momentum=vcfg.momentum, weight_decay=vcfg.weight_decay)
-    decay_after = vcfg.epochs // 2 + 1  # [code] lr_schedule = [Epoch // 2 + 1]
+    decay_after = epochs // 2 + 1  # [code] lr_schedule = [Epoch // 2 + 1]
     net.train()
     losses = []
-    for ep in range(vcfg.epochs + 1):
+    for ep in range(epochs + 1):
         perm = torch.randperm(len(x), generator=generator).to(x.device)
         total = 0.0
         for start in range(0, len(x), vcfg.batch):
             idx = perm[start:start + vcfg.batch]
-            loss = F.cross_entropy(net(x[idx]), y[idx])
+            xb = distill_dc.dsa_augment_samples(x[idx], generator) if augment else x[idx]
+            loss = F.cross_entropy(net(xb), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -163,6 +170,7 @@ def victim_factory(cfg: Config, data: ImageData, syn: dict, arch: str) -> Callab
 
     def make(g: torch.Generator):
         net = build(g)
-        return net, train_victim(net, syn["images"], syn["labels"], cfg.victim, g)
+        return net, train_victim(net, syn["images"], syn["labels"], cfg.victim, g,
+                                 augment=cfg.distill.method == "dsa")
 
     return make
