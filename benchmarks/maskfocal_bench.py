@@ -16,7 +16,8 @@ What is measured (one run, side by side):
                    (box mask, weighted) and mfl-soft.
     detector rows  one full training step (forward, loss dict, backward, Adam step) of CenterNetLite / FCOSLite
                    at the quick profile's width with the native loss and with MFL; images/s = batch / median step
-                   time; target building is done once beforehand (as in train.py), so it is not timed.
+                   time; targets are built once beforehand (train.py keeps them in its target cache), so they
+                   are not timed.
 # Design choice: medians, not means, because the 2-core machine is shared and timings have long tails.
 """
 
@@ -94,7 +95,7 @@ def detector_rows(args, device, sync) -> list[tuple[str, float]]:
             torch.manual_seed(0)
             model = build_model(m).to(device)
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-            tgt = collate(cfg, tg, list(range(args.batch)), device)
+            tgt = collate(cfg, tg[:args.batch], device)  # the batch's targets in batch order
             mfl = build_cls_loss(cfg.loss)
 
             def step():

@@ -182,8 +182,9 @@ def test_huge_inputs_are_refused_by_their_limits(ds, tmp_path, capsys, monkeypat
     monkeypatch.setattr(mf_data, "MAX_ANNOTATION_BYTES", 100)
     assert_refused(_train(ds, run), [str(ds / "train.json"), "MAX_ANNOTATION_BYTES"], run, capsys)
     monkeypatch.undo()
-    monkeypatch.setattr(mf_data, "MAX_SPLIT_PIXELS", N * 64 * 64 - 1)
-    assert_refused(_train(ds, run), [str(ds / "train.json"), "MAX_SPLIT_PIXELS"], run, capsys)
+    # the smoke profile's batch of 4 images of 64x64 = 16384 pixels; one pixel less refuses (train's worst batch)
+    monkeypatch.setattr(mf_data, "MAX_BATCH_PIXELS", 4 * 64 * 64 - 1)
+    assert_refused(_train(ds, run), [str(ds / "train.json"), "MAX_BATCH_PIXELS"], run, capsys)
     assert not run.exists()
 
 
@@ -272,9 +273,9 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     Image.fromarray(np.full((64, 64, 2), 200, dtype=np.uint8), mode="LA").save(tmp_path / "images" / "a1.png")
     (tmp_path / "s.json").write_text(_coco_text(names=["images/a0.png", "images/a1.png"]))
     ds = load_split(tmp_path / "s.json")
-    assert ds.images.dtype == torch.uint8
-    assert ds.images[0].unique().tolist() == [128]  # round(32768 / 65535 * 255) = round(127.50) = 128; was 255
-    assert ds.images[1].unique().tolist() == [200]  # LA: grey to all 3 channels, alpha dropped
+    assert ds.image(0).dtype == torch.uint8
+    assert ds.image(0).unique().tolist() == [128]  # round(32768 / 65535 * 255) = round(127.50) = 128; was 255
+    assert ds.image(1).unique().tolist() == [200]  # LA: grey to all 3 channels, alpha dropped
 
 
 def test_symlinked_image_root_is_followed_but_dotdot_is_not(ds, tmp_path):

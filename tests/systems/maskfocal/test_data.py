@@ -57,12 +57,12 @@ def test_splits_have_disjoint_sequences(tmp_path):
 def test_coco_round_trip_and_gt_as_prediction(tmp_path, frames):
     path = write_coco(frames, tmp_path, "t", visibility_threshold=0.2)
     ds = load_split(path)
-    assert ds.images.shape == (6, 3, 64, 64)
+    assert len(ds) == 6 and ds.batch(range(6)).shape == (6, 3, 64, 64)
     for f, b, ig in zip(frames, ds.boxes, ds.ignore):
         ok = (f.boxes[:, 2] > f.boxes[:, 0]) & (f.boxes[:, 3] > f.boxes[:, 1])
         assert len(b) == int(np.sum(ok & (f.visibility >= 0.2)))  # invisible heads do not count
         assert len(ig) == int(np.sum(ok & (f.visibility < 0.2)))  # ... they become ignore regions
-    np.testing.assert_array_equal(ds.images[0].permute(1, 2, 0).numpy(), frames[0].image)
+    np.testing.assert_array_equal(ds.image(0).permute(1, 2, 0).numpy(), frames[0].image)
     dets = [{"boxes": b, "scores": np.ones(len(b))} for b in ds.boxes]
     assert ap50(dets, ds.boxes, ds.ignore, 1000) == pytest.approx(1.0)
 

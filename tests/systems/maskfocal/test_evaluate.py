@@ -99,13 +99,13 @@ def test_tau_is_selected_on_validation_never_on_test(monkeypatch):
         seen["counts"] = list(counts)
         return 0.5
 
-    val = SimpleNamespace(images="val", counts=np.array([1, 2]))
-    test = SimpleNamespace(images="test", counts=np.array([7, 9]), points=[np.zeros((0, 2))] * 2,
+    val = SimpleNamespace(source="val", counts=np.array([1, 2]))
+    test = SimpleNamespace(source="test", counts=np.array([7, 9]), points=[np.zeros((0, 2))] * 2,
                            sizes=[np.zeros(0)] * 2, boxes=[np.zeros((0, 4))] * 2, ignore=[np.zeros((0, 4))] * 2,
                            has_boxes=False)
     fake = {"val": [{"scores": np.array([0.9]), "points": np.zeros((1, 2)), "boxes": np.zeros((1, 4))}] * 2,
             "test": [{"scores": np.array([0.9, 0.6, 0.1]), "points": np.zeros((3, 2)), "boxes": np.zeros((3, 4))}] * 2}
-    monkeypatch.setattr(E, "predict", lambda model, images, cfg: fake[images])
+    monkeypatch.setattr(E, "predict_set", lambda model, ds, cfg: fake[ds.source])
     monkeypatch.setattr(E, "choose_threshold", spy)
     cfg = SimpleNamespace(eval=SimpleNamespace(min_score=0.01, bucket_edges=(5.0, 8.0), max_dets=100))
     m = E.evaluate_model(None, cfg, val, test)

@@ -97,6 +97,56 @@ def test_shanghaitech_and_ucf_qnrf_mat_points(tmp_path):
     assert q.file_names[0] == "Train/img_0001.jpg" and q.counts.tolist() == [2] * N
 
 
+def test_crowdhuman_fields_as_published(tmp_path):
+    """The CrowdHuman format definition: attribute keys of extra / head_attr are optional; tag "mask" and an
+    extra.ignore or head_attr.ignore that is not 0 make ignore regions (the evaluation code of the field drops
+    both the body and the head of an extra.ignore person); boxes are amodal and may cross the image border."""
+    rec = {"ID": "273271,c9db000d5146c15", "gtboxes": [
+        {"tag": "person", "hbox": [10, 12, 10, 12], "fbox": [5, 5, 30, 60], "vbox": [5, 5, 30, 40],
+         "extra": {"box_id": 0, "occ": 1}, "head_attr": {"ignore": 0, "occ": 1, "unsure": 0}},
+        {"tag": "person", "hbox": [-4, 30, 10, 8]},  # no extra / head_attr; crosses the left border
+        {"tag": "person", "hbox": [58, -3, 10, 9], "head_attr": {}},  # crosses the top-right corner
+        {"tag": "person", "hbox": [30, 5, 8, 8], "extra": {"ignore": 1}, "head_attr": {"occ": 0}},
+        {"tag": "person", "hbox": [40, 20, 6, 6], "head_attr": {"ignore": 1}},
+        {"tag": "mask", "fbox": [0, 40, 64, 20], "vbox": [0, 40, 64, 8]},  # a crowd region without hbox
+        {"tag": "mask", "hbox": [44, 30, 30, 30], "extra": {"ignore": 1}},  # crosses the right / bottom border
+        {"tag": "mask", "hbox": [70, 50, 5, 5]}]}  # an ignore region wholly outside: dropped
+    root = tmp_path / "ch"
+    _img(root / "Images" / f"{rec['ID']}.jpg")  # 64 x 48
+    (root / "annotation_val.odgt").write_text(json.dumps(rec) + "\n")
+    s = load_split(root / "annotation_val.odgt")
+    assert s.file_names == ["Images/273271,c9db000d5146c15.jpg"] and s.counts.tolist() == [3]
+    # hbox [x, y, w, h] -> xyxy, clipped to [0, 64] x [0, 48]: [-4, 30, 6, 38] -> [0, 30, 6, 38]
+    np.testing.assert_array_equal(s.boxes[0], [[10, 12, 20, 24], [0, 30, 6, 38], [58, 0, 64, 6]])
+    np.testing.assert_array_equal(s.points[0], [[15, 18], [3, 34], [61, 3]])  # centres of the clipped boxes
+    # extra.ignore person, head_attr.ignore head, the clipped mask [44, 30, 74, 60] -> [44, 30, 64, 48]
+    np.testing.assert_array_equal(s.ignore[0], [[30, 5, 38, 13], [40, 20, 46, 26], [44, 30, 64, 48]])
+
+
+def test_mat_points_outside_the_image_are_dropped(tmp_path, caplog):
+    """UCF-QNRF / ShanghaiTech hold a few clicks outside their image; the field's preprocessing drops them
+    ("get rid of points outside of image grids"), so does the reader, with a warning naming file and count."""
+    pts = np.array([[5.0, 6.0], [64.0, 48.0], [64.5, 10.0], [-0.2, 3.0], [60.0, 40.0]])  # 64 x 48 image
+    gt = _shanghaitech(tmp_path / "sh", {"annPoints": pts})
+    with caplog.at_level("WARNING", logger="tenfold.maskfocal"):
+        s = load_split(gt)
+    np.testing.assert_array_equal(s.points[0], [[5.0, 6.0], [64.0, 48.0], [60.0, 40.0]])  # the border is inside
+    assert s.counts.tolist() == [3, 3, 3, 3]
+    assert "GT_IMG_1.mat" in caplog.text and "2 of 5 points" in caplog.text
+
+
+def test_shanghaitech_location_is_found_by_name(tmp_path):
+    """image_info{1,1}.location read by its field name: another field order (number first) or a bare struct
+    (image_info.location, as some re-saved copies) give the same points."""
+    loc = np.array([[12.5, 14.0], [40.0, 30.0]])
+    swapped = np.empty((1, 1), dtype=object)
+    swapped[0, 0] = np.array([[(np.array([[2.0]]), loc)]], dtype=[("number", object), ("location", object)])
+    bare = np.array([[(loc, np.array([[2.0]]))]], dtype=[("location", object), ("number", object)])
+    for info in (swapped, bare):
+        s = load_split(_shanghaitech(tmp_path / "sh", {"image_info": info}))
+        np.testing.assert_array_equal(s.points[0], loc)
+
+
 def _train(split: Path, run: Path) -> list[str]:
     return ["train", "maskfocal", "--profile", "smoke", "--set", "data.source=files",
             "--set", f"data.train_file={split}", "--set", f"data.val_file={split}",
@@ -131,7 +181,7 @@ def test_bad_voc_files_exit_2(tmp_path, capsys, case, bad, words):
     ("unknown tag", {"ID": "ch0", "gtboxes": [_ok_box("dog")]}, ["gtboxes[0]", "unknown tag"]),
     ("negative size", {"ID": "ch0", "gtboxes": [_ok_box(), {"tag": "person", "hbox": [5, 5, -3, 4]}]},
      ["gtboxes[1]", "negative"]),
-    ("outside", {"ID": "ch0", "gtboxes": [{"tag": "person", "hbox": [60, 40, 10, 10]}]},
+    ("outside", {"ID": "ch0", "gtboxes": [{"tag": "person", "hbox": [64, 20, 10, 10]}]},  # no pixel inside
      ["line 1", "ch0", "outside the 64x48 image"]),
     ("boolean", {"ID": "ch0", "gtboxes": [{"tag": "person", "hbox": [True, 1, 2, 2]}]}, ["gtboxes[0]", "hbox"]),
 ])
@@ -151,7 +201,8 @@ def test_bad_odgt_line_is_refused(tmp_path, capsys):
     ("missing field", {"other": np.zeros((2, 2))}, ["GT_IMG_1.mat", "annPoints nor image_info"]),
     ("wrong shape", {"annPoints": np.zeros((3,))}, ["GT_IMG_1.mat", "annPoints", "N x 2"]),
     ("nan", {"annPoints": np.array([[1.0, np.nan]])}, ["GT_IMG_1.mat", "finite"]),
-    ("outside", {"annPoints": np.array([[70.0, 10.0]])}, ["GT_IMG_1.mat", "outside the 64x48 image"]),
+    ("no location", {"image_info": np.array([[(np.array([[3.0]]),)]], dtype=[("number", object)])},
+     ["GT_IMG_1.mat", "image_info has no location"]),
 ])
 def test_bad_mat_files_exit_2(tmp_path, capsys, case, first, words):
     gt = _shanghaitech(tmp_path / "sh", first)

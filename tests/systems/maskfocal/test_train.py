@@ -21,7 +21,7 @@ from tenfold.systems.maskfocal.data import load_data
 from tenfold.systems.maskfocal.evaluate import evaluate
 from tenfold.systems.maskfocal.loss import build_cls_loss
 from tenfold.systems.maskfocal.model import build_model
-from tenfold.systems.maskfocal.train import build_targets, collate, loss_terms, total_loss, train
+from tenfold.systems.maskfocal.train import batch_targets, collate, loss_terms, total_loss, train
 
 
 def _cfg(**overrides) -> Config:
@@ -72,15 +72,15 @@ def smoke_data(tmp_path_factory):
 def test_loss_drops_on_one_fixed_batch(smoke_data, detector, loss):
     cfg = _cfg(**{"model.detector": detector, "loss.cls_loss": loss})
     torch.manual_seed(0)
-    targets = build_targets(cfg, smoke_data)
     model = build_model(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     idx = [0, 1]
-    tgt = collate(cfg, targets, idx, torch.device("cpu"))
+    images = smoke_data.batch(idx)
+    tgt = collate(cfg, batch_targets(cfg, smoke_data, idx, tuple(images.shape[-2:])), torch.device("cpu"))
     mfl = build_cls_loss(cfg.loss)
     losses = []
     for _ in range(12):
-        terms = loss_terms(cfg, model, smoke_data.images[idx], tgt, mfl)
+        terms = loss_terms(cfg, model, images, tgt, mfl)
         assert set(terms) == ({"loss_cls", "loss_size", "loss_offset"} if detector == "centernet"
                               else {"loss_cls", "loss_centerness", "loss_box"})
         loss_v = total_loss(cfg, terms)
@@ -129,7 +129,7 @@ from tenfold.systems.maskfocal.config import PROFILES, Config
 from tenfold.systems.maskfocal.data import load_data
 from tenfold.systems.maskfocal.loss import build_cls_loss
 from tenfold.systems.maskfocal.model import build_model
-from tenfold.systems.maskfocal.train import build_targets, collate, loss_terms, total_loss
+from tenfold.systems.maskfocal.train import batch_targets, collate, loss_terms, total_loss
 
 out = Path(sys.argv[1])
 ctx = D.setup("cpu")
@@ -139,7 +139,7 @@ for det, loss, norm in [("centernet", "mfl", "mask_weight"), ("centernet", "nati
                         ("fcos", "native", "native"), ("fcos", "mfl", "native")]:
     cfg = make_config(Config, PROFILES, "smoke", {"model.detector": det, "loss.cls_loss": loss, "loss.norm": norm})
     data = load_data(cfg, out, ("train",), ctx)["train"]
-    targets = build_targets(cfg, data)
+    hw = data.padded_hw(range(len(data)))
     mfl = build_cls_loss(cfg.loss)
     by_count = [int(i) for i in data.counts.argsort(kind="stable")]
     batch = [by_count[0], by_count[-1], by_count[1], by_count[-2]]  # rank 0: the two sparsest, rank 1: densest
@@ -150,11 +150,11 @@ for det, loss, norm in [("centernet", "mfl", "mask_weight"), ("centernet", "nati
         model = build_model(cfg.model)
         ref = copy.deepcopy(model)
         ddp = D.wrap(model, ctx)
-        tgt = collate(cfg, targets, mine, cpu, ctx if mode == "global" else None, mfl)
-        total_loss(cfg, loss_terms(cfg, ddp, data.images[mine], tgt, mfl)).backward()  # DDP averages
+        tgt = collate(cfg, batch_targets(cfg, data, mine, hw), cpu, ctx if mode == "global" else None, mfl)
+        total_loss(cfg, loss_terms(cfg, ddp, data.batch(mine), tgt, mfl)).backward()  # DDP averages
         grads[mode] = torch.cat([p.grad.flatten() for p in model.parameters()])
-    whole = collate(cfg, targets, batch, cpu, None, mfl)  # one process, the whole global batch
-    total_loss(cfg, loss_terms(cfg, ref, data.images[batch], whole, mfl)).backward()
+    whole = collate(cfg, batch_targets(cfg, data, batch, hw), cpu, None, mfl)  # one process, the whole batch
+    total_loss(cfg, loss_terms(cfg, ref, data.batch(batch), whole, mfl)).backward()
     g = torch.cat([p.grad.flatten() for p in ref.parameters()])
     result[f"{det}-{loss}-{norm}"] = {m: float((v - g).norm() / g.norm()) for m, v in grads.items()}
 if ctx.is_main:

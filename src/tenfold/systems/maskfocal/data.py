@@ -8,6 +8,8 @@ canonical object detection networks", arXiv 2212.11542 (spec ../shared/specs/mas
   load_split         reads a COCO JSON through pycocotools, a points CSV / JSON, or (formats.py) a SCUT-HEAD
                      VOC XML folder, a CrowdHuman .odgt, a ShanghaiTech / UCF-QNRF .mat folder; invisible heads
                      (iscrowd = 1) are ignore regions; bad input raises InputError naming file and entry.
+  HeadSet            a split's annotations; images decoded per batch (HeadSet.batch), padded to the batch's
+                     largest, kept while they fit IMAGE_CACHE_BYTES: memory scales with a batch, not the split.
   data_files / load_data   {split: file} of a run (SynthCrowd generated into <run>/data by rank 0 first) and
                      the HeadSets read from them; shared by train.py and evaluate.py.
   restore            a checkpoint's state into the model (InputError when it does not fit); train + eval.
@@ -20,6 +22,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -37,6 +40,8 @@ from tenfold.systems.maskfocal.synthcrowd import Frame, head_size_at, make_synth
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger("tenfold.maskfocal")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -126,12 +131,51 @@ def prepare_synth(cfg_data, seed: int, folder: Path) -> dict[str, dict[str, Path
     return paths
 
 
+# Design choice (issue 19, large images): a split holds its annotations and image sizes, not its pixels. Images
+# are decoded when a batch needs them (HeadSet.batch) and zero-padded to that batch's largest, so memory scales
+# with one batch, not with split size x largest image. Decoded images are kept while they fit in
+# IMAGE_CACHE_BYTES per split (the quick profile's splits fit whole, so streaming costs no extra decoding there).
+IMAGE_CACHE_BYTES = 2**28
+# Design choice: a batch's zero-padded uint8 tensor (B x H x W pixels, 3 bytes each) is capped at 2^28 pixels
+# (768 MiB); train checks the worst batch of its training split (batch_size x the largest padded image) before
+# it writes anything, evaluation splits its batches to fit.
+MAX_BATCH_PIXELS = 2**28
+
+
+class BoundedCache:
+    """{key: value} kept while the values' total size stays within `max_bytes`; once full, further values are
+    returned but not kept (no eviction: random epoch orders would make an LRU thrash), so memory is bounded."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.used, self.items = max_bytes, 0, {}
+
+    def get(self, key, make):
+        if key in self.items:
+            return self.items[key]
+        value = make()
+        n = _nbytes(value)
+        if self.used + n <= self.max_bytes:
+            self.items[key], self.used = value, self.used + n
+        return value
+
+
+def _nbytes(value) -> int:
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    return int(value.nbytes) if hasattr(value, "nbytes") else int(value.numel() * value.element_size())
+
+
+def padded_size(hws: list[tuple[int, int]]) -> tuple[int, int]:
+    """The common size of a batch: its largest height and width, each rounded up to a multiple of 32."""
+    return (int(math.ceil(max(h for h, _ in hws) / 32) * 32), int(math.ceil(max(w for _, w in hws) / 32) * 32))
+
+
 @dataclass
 class HeadSet:
-    """A split in memory. boxes: counted heads (K, 4) xyxy px (pseudo-boxes for point GT); points (K, 2);
-    sizes (K,) head size s for point-F1; ignore (J, 4) regions that neither count nor cost AP."""
+    """A split: annotations in memory, images read per batch. boxes: counted heads (K, 4) xyxy px (pseudo-boxes
+    for point GT); points (K, 2); sizes (K,) head size s for point-F1; ignore (J, 4) regions that neither count nor
+    cost AP; image_hw the decoded (H, W) of every image; images are read from root / file_names[i]."""
 
-    images: "object"  # torch.Tensor (N, 3, H, W) uint8, zero-padded bottom/right to a common size
     boxes: list[np.ndarray]
     points: list[np.ndarray]
     sizes: list[np.ndarray]
@@ -140,17 +184,47 @@ class HeadSet:
     source: str
     has_boxes: bool = True
     image_hw: list[tuple[int, int]] = field(default_factory=list)
+    root: Path = Path(".")
+    cache: BoundedCache = field(default_factory=lambda: BoundedCache(IMAGE_CACHE_BYTES), repr=False)
+
+    def __len__(self) -> int:
+        return len(self.file_names)
 
     @property
     def counts(self) -> np.ndarray:
         return np.array([len(b) for b in self.boxes], dtype=np.int64)
 
+    def image(self, i: int) -> "torch.Tensor":
+        """Image i as (3, H, W) uint8, decoded again unless cached; a file changed since load_split -> InputError."""
+        return self.cache.get(i, lambda: _load_image(self.root, self.file_names[i], Path(self.source),
+                                                     self.image_hw[i]))
+
+    def padded_hw(self, idx) -> tuple[int, int]:
+        return padded_size([self.image_hw[i] for i in idx])
+
+    def batch(self, idx) -> "torch.Tensor":
+        """Images idx zero-padded bottom/right to the batch's padded size -> (B, 3, Hp, Wp) uint8 (boxes unchanged)."""
+        import torch
+
+        idx = list(idx)
+        Hp, Wp = self.padded_hw(idx)
+        check_batch_pixels(self.source, len(idx), Hp, Wp)
+        out = torch.zeros(len(idx), 3, Hp, Wp, dtype=torch.uint8)
+        for j, i in enumerate(idx):
+            img = self.image(i)
+            out[j, :, : img.shape[1], : img.shape[2]] = img
+        return out
+
+
+def check_batch_pixels(source: str, n: int, Hp: int, Wp: int) -> None:
+    if n * Hp * Wp > MAX_BATCH_PIXELS:
+        raise InputError(f"{source}: a batch of {n} images padded to {Wp}x{Hp} exceeds {MAX_BATCH_PIXELS} pixels "
+                         "(maskfocal.data.MAX_BATCH_PIXELS); expected a smaller train.batch_size or smaller images "
+                         "(crop or tile large images)")
+
 
 # Design choice: an annotation file over 1 GiB is refused before it is read (COCO JSON of 10^6 heads is ~150 MB).
 MAX_ANNOTATION_BYTES = 2**30
-# Design choice: a split's padded uint8 image tensor (N x H x W pixels, 3 bytes each) is capped at 2^31 pixels
-# (6 GiB) so that one odd-shaped image cannot make the zero-padding allocate a huge batch.
-MAX_SPLIT_PIXELS = 2**31
 COCO_FORM = ("a COCO object {'images': [{id, file_name, width, height}], 'annotations': [{id, image_id, "
              "category_id, bbox: [x, y, w, h], iscrowd}], 'categories': [{id, name}]}")
 POINTS_FORM = "a points object {file_name: [[x, y], ...]} or a CSV with the header 'file_name,x,y'"
@@ -386,24 +460,22 @@ def _load_image(root: Path, name: str, ann_path: Path, expect_hw: tuple[int, int
     return img
 
 
-def _padded_batch(path: Path, imgs: list, hws: list[tuple[int, int]]):
-    """Zero-pad bottom/right to one size, a multiple of 32 -> (N, 3, Hm, Wm) uint8 (boxes unchanged)."""
-    import torch
-
-    Hm = int(math.ceil(max(h for h, _ in hws) / 32) * 32)
-    Wm = int(math.ceil(max(w for _, w in hws) / 32) * 32)
-    if len(imgs) * Hm * Wm > MAX_SPLIT_PIXELS:
-        raise InputError(f"{path}: {len(imgs)} images padded to {Wm}x{Hm} exceed {MAX_SPLIT_PIXELS} pixels "
-                         "(maskfocal.data.MAX_SPLIT_PIXELS); expected images of similar sizes, or fewer")
-    batch = torch.zeros(len(imgs), 3, Hm, Wm, dtype=torch.uint8)
-    for i, img in enumerate(imgs):
-        batch[i, :, : img.shape[1], : img.shape[2]] = img
-    return batch
+def _clipped(e: dict, key: str, W: int, H: int, path: Path, where: str) -> np.ndarray:
+    """CrowdHuman boxes clipped to the W x H image (they are amodal and may cross its border); a counted head
+    with no area inside the image is refused, an ignore region outside it is dropped."""
+    b = e[key].copy()
+    b[:, [0, 2]], b[:, [1, 3]] = b[:, [0, 2]].clip(0, W), b[:, [1, 3]].clip(0, H)
+    empty = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+    if key == "boxes" and empty.any():
+        raise InputError(f"{path}: {where}: head box {e[key][np.argmax(empty)].tolist()} (x1, y1, x2, y2) lies "
+                         f"outside the {W}x{H} image")
+    return b[~empty]
 
 
 def load_split(path: Path, image_root: Path | None = None, annotation_type: str = "boxes",
                pseudo_box: str = "knn") -> HeadSet:
-    """Read one split: a COCO JSON (via pycocotools) or a points CSV / JSON, and its images.
+    """Read one split: a COCO JSON (via pycocotools), a points CSV / JSON or a data set's own format; decode
+    every image once to check it (size, boxes / points inside it) -> a HeadSet that reads images per batch.
 
     With annotation_type="points" the boxes are dropped (COCO input keeps only the box centres) and replaced by
     pseudo-boxes (heatmap.pseudo_boxes); the head size s used by point-F1 is then the pseudo-box size.
@@ -413,34 +485,40 @@ def load_split(path: Path, image_root: Path | None = None, annotation_type: str 
     path = Path(path)
     root = Path(image_root) if image_root else path.parent
     entries, is_coco = read_annotations(path)
-    imgs, boxes, points, sizes, ignore, hws = [], [], [], [], [], []
-    for e in entries:
+    cache = BoundedCache(IMAGE_CACHE_BYTES)
+    boxes, points, sizes, ignore, hws = [], [], [], [], []
+    for i, e in enumerate(entries):  # every image is decoded once here to check it; kept only if it fits the cache
         img = _load_image(root, e["file_name"], path, e.get("hw"))
         H, W = img.shape[1:]
         where = f"{e['entry']}, image {e['file_name']!r}" if "entry" in e else f"image {e['file_name']!r}"
         if "boxes" in e:
-            b = e["boxes"]
+            b = _clipped(e, "boxes", W, H, path, where) if e.get("clip") else e["boxes"]
             pts = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], 1)
             out = np.nonzero((b[:, 0] < -0.5) | (b[:, 1] < -0.5) | (b[:, 2] > W + 0.5) | (b[:, 3] > H + 0.5))[0]
-            if len(out):  # COCO / VOC were checked against their declared size; CrowdHuman declares none
+            if len(out):  # COCO / VOC were checked against their declared size
                 raise InputError(f"{path}: {where}: box {b[out[0]].tolist()} (x1, y1, x2, y2) lies outside the "
                                  f"{W}x{H} image")
         else:
             pts = e["points"]
-            bad = np.nonzero((pts[:, 0] < 0) | (pts[:, 0] > W) | (pts[:, 1] < 0) | (pts[:, 1] > H))[0]
-            if len(bad):
-                raise InputError(f"{path}: {where}: point {pts[bad[0]].tolist()} lies outside the "
+            bad = (pts[:, 0] < 0) | (pts[:, 0] > W) | (pts[:, 1] < 0) | (pts[:, 1] > H)
+            if bad.any() and e.get("drop_outside"):  # .mat data sets: dropped, as the field's preprocessing does
+                log.warning("%s: %s: %d of %d points lie outside the %dx%d image and are dropped", path, where,
+                            int(bad.sum()), len(pts), W, H)
+                pts = pts[~bad]
+            elif bad.any():
+                raise InputError(f"{path}: {where}: point {pts[np.argmax(bad)].tolist()} lies outside the "
                                  f"{W}x{H} image")
         if annotation_type == "points" or "boxes" not in e:
             b = np.clip(pseudo_boxes(pts, pseudo_box), 0, [W, H, W, H])
-        imgs.append(img)
+        cache.get(i, lambda: img)
         boxes.append(b)
         points.append(pts)
         sizes.append(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]))
-        ignore.append(e.get("ignore", np.zeros((0, 4))))
+        ig = e.get("ignore", np.zeros((0, 4)))
+        ignore.append(_clipped(e, "ignore", W, H, path, where) if e.get("clip") else ig)
         hws.append((H, W))
-    return HeadSet(_padded_batch(path, imgs, hws), boxes, points, sizes, ignore, [e["file_name"] for e in entries],
-                   str(path), has_boxes=is_coco and annotation_type == "boxes", image_hw=hws)
+    return HeadSet(boxes, points, sizes, ignore, [e["file_name"] for e in entries], str(path),
+                   has_boxes=is_coco and annotation_type == "boxes", image_hw=hws, root=root, cache=cache)
 
 
 def data_files(cfg: Config, run_dir: Path, ctx: D.DistContext | None = None) -> dict[str, Path]:

@@ -5,15 +5,17 @@ canonical object detection networks", arXiv 2212.11542 (spec ../shared/specs/mas
 
   read_voc_folder      SCUT-HEAD: a folder `Annotations/` of Pascal VOC XML files, one per image; images are
                        `JPEGImages/<filename>` beside it; objects named "person" (SCUT-HEAD's head label) or "head".
-  read_odgt            CrowdHuman: `.odgt` JSON lines {"ID", "gtboxes": [{"tag", "hbox": [x, y, w, h],
-                       "head_attr": {"ignore"}}]}; images `Images/<ID>.jpg` beside it; tag "mask" and heads with
-                       head_attr.ignore = 1 are ignore regions.
+  read_odgt            CrowdHuman: `.odgt` JSON lines {"ID", "gtboxes": [{"tag", "hbox": [x, y, w, h], "extra":
+                       {"ignore"}, "head_attr": {"ignore"}}]}; images `Images/<ID>.jpg` beside it; tag "mask",
+                       extra.ignore and head_attr.ignore (not 0) make ignore regions; boxes are clipped to the image.
   read_mat_folder      ShanghaiTech (`GT_IMG_<n>.mat`, image_info{1,1}{1,1}.location, images `../images/IMG_<n>.jpg`)
-                       and UCF-QNRF (`img_<n>_ann.mat`, annPoints, image `img_<n>.jpg` in the same folder): points.
+                       and UCF-QNRF (`img_<n>_ann.mat`, annPoints, image `img_<n>.jpg` in the same folder): points
+                       (x, y) in pixels; points outside the image are dropped, as the field's preprocessing does.
 Each returns entries [{file_name, boxes, ignore, hw?}] or [{file_name, points}] for data.load_split, which checks
-boxes and points against the decoded image. The layouts are the data sets' documented ones (unverified
-recollection for CrowdHuman and the .mat fields, spec 4.2). Every malformed file raises InputError naming the
-file, the entry and the expected form.
+boxes and points against the decoded image. Checked (issue 19) against the CrowdHuman format definition as
+published with the data set (gtbox fields tag / hbox / extra / head_attr, optional attribute keys, "mask" = ignore)
+and the field's readers of the .mat files (image_info{1,1}{1,1}.location and annPoints, N x 2 (x, y)). Every
+malformed file raises InputError naming the file, the entry and the expected form.
 """
 
 from __future__ import annotations
@@ -97,8 +99,21 @@ def read_voc_folder(path: Path) -> list[dict]:
     return [_voc_file(p) for p in files]
 
 
+def _flag(attrs: object, key: str) -> bool:
+    """An odgt flag such as extra.ignore / head_attr.ignore: set when present and not 0 (the keys are optional)."""
+    return isinstance(attrs, dict) and attrs.get(key, 0) not in (0, None, False)
+
+
 def read_odgt(path: Path, text: str) -> list[dict]:
-    """CrowdHuman `.odgt` (one JSON object per line) -> entries with head boxes (hbox) and ignore regions."""
+    """CrowdHuman `.odgt` (one JSON object per line) -> entries with head boxes (hbox) and ignore regions.
+
+    Format (the data set's published definition): {"ID", "gtboxes": [{"tag": "person" | "mask", "hbox", "fbox",
+    "vbox": [x, y, w, h], "extra": {"ignore", "box_id", "occ"}, "head_attr": {"ignore", "unsure", "occ"}}]}, the
+    keys of extra / head_attr optional. A head is an ignore region when its tag is "mask" (crowds, reflections),
+    extra.ignore or head_attr.ignore is set (not 0). # Design choice: an ignored entry without a usable hbox is
+    skipped (nothing to count). Boxes are amodal and may cross the image border: load_split clips them to the
+    decoded image (entry flag "clip") and refuses a counted head with no pixel inside it.
+    """
     entries = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -117,17 +132,21 @@ def read_odgt(path: Path, text: str) -> list[dict]:
             tag = g.get("tag") if isinstance(g, dict) else None
             if tag not in ODGT_TAGS:
                 raise InputError(f"{path}: {at}: unknown tag {tag!r:.40}; expected one of {ODGT_TAGS}")
+            ignored = tag == "mask" or _flag(g.get("extra"), "ignore") or _flag(g.get("head_attr"), "ignore")
             hb = g.get("hbox")
             if not (isinstance(hb, list) and len(hb) == 4 and all(isinstance(v, (int, float))
                                                                   and not isinstance(v, bool) for v in hb)):
+                if ignored and hb is None:
+                    continue
                 raise InputError(f"{path}: {at}: field hbox is {hb!r:.60}; expected [x, y, w, h] numbers")
             x, y, w, h = (_number(str(v), path, at, "hbox") for v in hb)
+            if ignored and (w <= 0 or h <= 0):
+                continue
             b = _box(x, y, x + w, y + h, path, at)
-            attr = g.get("head_attr") if isinstance(g.get("head_attr"), dict) else {}
-            (ignore if tag == "mask" or attr.get("ignore", 0) == 1 else boxes).append(b)
+            (ignore if ignored else boxes).append(b)
         entries.append({"file_name": f"Images/{rec['ID']}.jpg", "entry": f"{where} (ID {rec['ID']!r:.40})",
                         "boxes": np.array(boxes, dtype=np.float64).reshape(-1, 4),
-                        "ignore": np.array(ignore, dtype=np.float64).reshape(-1, 4)})
+                        "ignore": np.array(ignore, dtype=np.float64).reshape(-1, 4), "clip": True})
     return entries
 
 
@@ -151,12 +170,10 @@ def _mat_points(path: Path) -> tuple[str, np.ndarray]:
     if "annPoints" in m:
         pts, field = m["annPoints"], "annPoints"
     elif "image_info" in m:
-        try:
-            pts = m["image_info"][0, 0][0, 0][0]
-        except (IndexError, TypeError, ValueError, KeyError):
-            raise InputError(f"{path}: field image_info is not image_info{{1,1}}{{1,1}}.location; "
-                             f"expected {MAT_FORM}") from None
-        field = "image_info{1,1}{1,1}.location"
+        pts, field = _location(m["image_info"]), "image_info{1,1}{1,1}.location"
+        if pts is None:
+            raise InputError(f"{path}: field image_info has no location (expected image_info{{1,1}}{{1,1}}.location "
+                             f"or image_info.location); expected {MAT_FORM}")
     else:
         raise InputError(f"{path}: neither field annPoints nor image_info is present; expected {MAT_FORM}")
     pts = np.asarray(pts)
@@ -169,10 +186,25 @@ def _mat_points(path: Path) -> tuple[str, np.ndarray]:
     return name, pts.astype(np.float64)
 
 
+def _location(info: object, depth: int = 0) -> object:
+    """The `location` field of ShanghaiTech's image_info, found by name through 1 x 1 cell / struct wrappers
+    (image_info{1,1}.location as published; a bare struct image_info.location as some re-saved copies), else None."""
+    if depth > 4 or not isinstance(info, np.ndarray) or info.size != 1:
+        return None
+    if info.dtype.names and "location" in info.dtype.names:
+        return info["location"].item()
+    return _location(info.item(), depth + 1) if info.dtype == object else None
+
+
 def read_mat_folder(path: Path) -> list[dict]:
-    """A folder of ShanghaiTech / UCF-QNRF .mat point files -> entries {file_name, points}."""
+    """A folder of ShanghaiTech / UCF-QNRF .mat point files -> entries {file_name, points}.
+
+    # Design choice: points outside the decoded image are dropped (entry flag "drop_outside", logged by load_split),
+    # as the field's preprocessing does ("get rid of points outside of image grids"): the published UCF-QNRF and
+    # ShanghaiTech annotations hold a few such clicks, so refusing them would refuse the data sets themselves.
+    """
     entries = []
     for p in sorted(q for q in Path(path).iterdir() if q.suffix.lower() == ".mat"):
         name, pts = _mat_points(p)
-        entries.append({"file_name": name, "points": pts, "entry": p.name})
+        entries.append({"file_name": name, "points": pts, "entry": p.name, "drop_outside": True})
     return entries

@@ -112,9 +112,13 @@ def predict(run_dir: Path, inp: Path, outp: Path) -> dict[str, Any]:
     run_dir, inp, outp = Path(run_dir), Path(inp), Path(outp)
     root, names = _inputs(inp)
     cfg, model, tau = _run_state(run_dir)
-    images = [_load_image(root, n, inp, None) for n in names]  # every input decoded before any write
+    # Design choice (issue 19, large images): every input is decoded once to check it before any write, then
+    # again for inference, so that one image at a time is in memory.
+    for name in names:
+        _load_image(root, name, inp, None)
     results, rows = [], []
-    for image_id, (name, img) in enumerate(zip(names, images), start=1):
+    for image_id, name in enumerate(names, start=1):
+        img = _load_image(root, name, inp, None)
         det = detect_tiled(model, cfg, img)
         keep = det["scores"] >= tau
         for (x1, y1, x2, y2), s in zip(det["boxes"][keep], det["scores"][keep]):

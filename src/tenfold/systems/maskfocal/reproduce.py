@@ -15,6 +15,8 @@ Rows (one seed's `Measurement`s; the CLI aggregates the claim seeds and judges t
   FCOSLite decomposition (issue 19): native alpha off vs native; MFL unweighted vs native alpha off; MFL vs MFL
       unweighted (MAE), so that the rows say which part of the change helps
   check: at this scale MFL(box) puts < 50 % of its positive weight on the peak cells (heatmap.target_stats)
+A unit folder (<out>/maskfocal/seed-<n>) resumes a killed unit of the same code, profile and seed; anything else,
+a forced re-run included, starts clean (start_unit).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def scale_stats(cfg: Config, out_dir: Path) -> dict[str, dict]:
     from tenfold.systems.maskfocal.heatmap import target_stats
 
     train = load_split(out_dir / "data" / "train.json")
-    hw, m = tuple(train.images.shape[-2:]), cfg.model
+    hw, m = train.padded_hw(range(len(train))), cfg.model
     stats = {f"centernet stride {m.output_stride}": target_stats(train.boxes, hw, m.output_stride, m.min_overlap,
                                                                  m.min_radius)}
     for li, s in enumerate(m.fcos_strides):  # FCOSLite: each level sees the heads assigned to it
@@ -184,10 +186,58 @@ def claim_rows(cfg: Config, results: dict[str, dict], wall: dict[str, float], se
     return rows
 
 
+# Design choice (issue 19: --force did not clear a killed unit's runs): a unit folder records what made it and
+# resumes only a killed unit of the same code, profile and seed.
+UNIT_MARKER = "unit.json"  # {profile, seed, code}: what the runs/ and data/ of a unit folder were made by
+UNIT_OUTPUTS = ("runs", "data", "target_stats.json", "count_scatter.png", "detections_dense.png")
+
+
+def start_unit(profile: str, seed: int, out_dir: Path) -> bool:
+    """Clear the unit folder's runs and data unless they may be resumed; returns True when it was cleared.
+
+    A killed unit is resumed (each run from its last checkpoint: bitwise the uninterrupted run) only when the
+    folder's marker names the same profile, seed and code digest (core.reproduction.code_digest). Otherwise it
+    starts clean: after a code or profile change (stale checkpoints must not be reused), for a folder without a
+    marker, and for a forced re-run (`tenfold reproduce --force`), recognised by a cached rows.json that is
+    still valid for this profile, seed and code (without --force the core returns that cache and never calls
+    this). Core does not pass --force down: a forced re-run of a unit that was killed before it first finished
+    (no rows.json) with unchanged code resumes, which gives the clean run's numbers.
+    """
+    import json
+    import shutil
+
+    from tenfold.core.reproduction import CACHE_NAME, code_digest
+
+    me = {"profile": profile, "seed": seed, "code": code_digest(SYSTEM)}
+
+    def read(name: str) -> dict | None:
+        try:
+            d = json.loads((out_dir / name).read_text(encoding="utf-8"))
+            return d if isinstance(d, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    cached = read(CACHE_NAME)
+    forced = cached is not None and {k: cached.get(k) for k in me} == me
+    clean = forced or read(UNIT_MARKER) != me
+    if clean:
+        for name in UNIT_OUTPUTS:
+            target = out_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+        log.info("maskfocal reproduce: %s starts clean (%s)", out_dir,
+                 "forced re-run" if forced else "no matching unit.json")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / UNIT_MARKER).write_text(json.dumps(me) + "\n")
+    return clean
+
+
 def reproduce(profile: str, seed: int, out_dir: Path) -> list[Measurement]:
     cfg: Config = make_config(Config, PROFILES, profile, {"seed": seed})
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    start_unit(profile, seed, out_dir)
     results, wall = run_all(cfg, out_dir)
     rows = claim_rows(cfg, results, wall, seed, scale_stats(cfg, out_dir))
     plot_count_scatter(results, out_dir / "count_scatter.png")
@@ -241,9 +291,9 @@ def plot_dense_detections(cfg: Config, out_dir: Path, results: dict[str, dict], 
         rcfg = load_config(Config, run / "config.json")
         model = build_model(rcfg.model)
         model.load_state_dict(load_tensors(run / "checkpoints" / "last.pt")["model"])
-        det = predict(model, test.images[i:i + 1], rcfg)[0]
+        det = predict(model, test.batch([i]), rcfg)[0]
         keep = det["scores"] >= results[name]["tau"]
-        ax.imshow(test.images[i].permute(1, 2, 0).numpy())  # (3, H, W) -> (H, W, 3)
+        ax.imshow(test.image(i).permute(1, 2, 0).numpy())  # (3, H, W) -> (H, W, 3)
         ax.scatter(test.points[i][:, 0], test.points[i][:, 1], s=6, c="cyan", label="GT heads")
         ax.scatter(det["points"][keep, 0], det["points"][keep, 1], s=10, c="red", marker="x", label="detections")
         ax.set_title(f"{name}: {int(keep.sum())} / {int(test.counts[i])}", fontsize=9)

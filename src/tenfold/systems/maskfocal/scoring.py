@@ -10,6 +10,7 @@ canonical object detection networks", arXiv 2212.11542 (spec ../shared/specs/mas
   bucket_mae             MAE per density bucket (N < e1, e1-e2, > e2)
   ap50                   AP@0.5 on boxes through pycocotools (invisible heads are iscrowd ignore regions)
   point_f1               one-to-one matching (Hungarian) of predicted to GT head centres within 0.5 s
+  predict_set            a split's detections, images read per batch of equal padded size (data.HeadSet)
   evaluate_model         tau on validation, then every metric on test; `finite` turns NaN / inf into None
 """
 
@@ -81,6 +82,27 @@ def predict(model: torch.nn.Module, images: torch.Tensor, cfg, batch_size: int =
             out += decode_fcos(o, cfg.eval.top_k, cfg.eval.min_score, cfg.eval.nms_iou)
     model.train()
     return out
+
+
+def predict_set(model: torch.nn.Module, ds, cfg, batch_size: int = 16) -> list[Detections]:
+    """Detections of every image of a HeadSet, read per batch (data.HeadSet.batch).
+
+    # Design choice (issue 19, large images): a batch is a run of consecutive images with the same padded size,
+    # at most `batch_size` and MAX_BATCH_PIXELS, so an image's detections never depend on another image's size
+    # (SynthCrowd: batches of 16 in order, as before streaming).
+    """
+    from tenfold.systems.maskfocal.data import MAX_BATCH_PIXELS
+
+    chunks: list[list[int]] = []
+    for i in range(len(ds)):
+        hw = ds.padded_hw([i])
+        last = chunks[-1] if chunks else None
+        if (last and len(last) < batch_size and ds.padded_hw([last[0]]) == hw
+                and (len(last) + 1) * hw[0] * hw[1] <= MAX_BATCH_PIXELS):
+            last.append(i)
+        else:
+            chunks.append([i])
+    return [d for c in chunks for d in predict(model, ds.batch(c), cfg, batch_size=len(c))]
 
 
 def count_from_detections(scores: np.ndarray, thr: float) -> int:
@@ -173,9 +195,9 @@ def point_f1(pred_points: list[np.ndarray], gt_points: list[np.ndarray], gt_size
 
 def evaluate_model(model: torch.nn.Module, cfg, val, test) -> dict[str, Any]:
     """Choose tau on `val`, then report MAE, RMSE, buckets, AP@0.5 (box GT only) and point-F1 on `test`."""
-    val_dets = predict(model, val.images, cfg)
+    val_dets = predict_set(model, val, cfg)
     tau = choose_threshold(val_dets, val.counts, cfg.eval.min_score)
-    dets = predict(model, test.images, cfg)
+    dets = predict_set(model, test, cfg)
     pred = np.array([count_from_detections(d["scores"], tau) for d in dets])
     mae, rmse = mae_rmse(pred, test.counts)
     kept = [{k: v[d["scores"] >= tau] for k, v in d.items()} for d in dets]

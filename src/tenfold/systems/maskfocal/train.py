@@ -6,7 +6,8 @@ canonical object detection networks", arXiv 2212.11542 (spec ../shared/specs/mas
 Steps:
  1. join the torchrun process group if launched by torchrun (gloo on CPU, nccl on CUDA), else one process;
  2. data: SynthCrowd generated into <run>/data once (rank 0; the others wait), or the user's files; every split
-    is read back through the same COCO / points reader (data.load_split); targets are built once per image;
+    is read back through the same COCO / points reader (data.load_split), which checks every image; images are
+    decoded and targets built per batch, on the batch's padded grid (memory: one batch plus bounded caches);
  3. the detector (CenterNetLite / FCOSLite) and its criterion with `loss.cls_loss` = native | mfl;
  4. Adam, cosine decay to 0 per step (spec 3 CPU schedule); global batch `train.batch_size` split over ranks;
     every `train.checkpoint_every` steps and at each epoch end rank 0 writes an atomic checkpoint; a re-run on
@@ -30,7 +31,7 @@ from tenfold.core.runs import RunDir
 from tenfold.core.runtime import progress_bar, seed_everything
 from tenfold.core import distributed as D
 from tenfold.systems.maskfocal.config import Config
-from tenfold.systems.maskfocal.data import HeadSet, load_data, normalise, restore
+from tenfold.systems.maskfocal.data import BoundedCache, HeadSet, check_batch_pixels, load_data, normalise, restore
 from tenfold.systems.maskfocal.heatmap import centernet_targets, fcos_targets
 from tenfold.systems.maskfocal.loss import build_cls_loss, centernet_criterion, fcos_criterion
 from tenfold.systems.maskfocal.model import build_model
@@ -40,38 +41,50 @@ log = logging.getLogger("tenfold.maskfocal")
 SPLITS = ("train", "val", "test")
 
 
-def build_targets(cfg: Config, ds: HeadSet) -> list[dict[str, np.ndarray]]:
-    """Targets once per image. # Design choice: only counted (visible) heads are targets; heads below the
-    visibility policy are ignore regions for AP but plain background in training. # Design choice: no data
-    augmentation (the generator supplies fresh scenes); the spec's schedule is locked across losses anyway."""
-    hw = tuple(ds.images.shape[-2:])
+# Design choice (issue 19, large images): targets are built when a batch first needs them, on that batch's
+# padded grid, and kept while they fit in TARGET_CACHE_BYTES (the quick profile's fit whole); memory no longer
+# scales with the split size.
+TARGET_CACHE_BYTES = 2**28
+
+
+def build_targets(cfg: Config, boxes: np.ndarray, hw: tuple[int, int]) -> dict[str, np.ndarray]:
+    """One image's targets on the padded grid hw. # Design choice: only counted (visible) heads are targets;
+    heads below the visibility policy are ignore regions for AP but plain background in training. # Design
+    choice: no data augmentation (the generator supplies fresh scenes); the schedule is locked across losses."""
     m = cfg.model
     if m.detector == "centernet":
-        return [centernet_targets(b, hw, m.output_stride, m.min_overlap, m.min_radius) for b in ds.boxes]
-    return [fcos_targets(b, hw, m.fcos_strides, m.fcos_size_split, m.center_sampling_radius, m.min_overlap,
-                         m.min_radius) for b in ds.boxes]
+        return centernet_targets(boxes, hw, m.output_stride, m.min_overlap, m.min_radius)
+    return fcos_targets(boxes, hw, m.fcos_strides, m.fcos_size_split, m.center_sampling_radius, m.min_overlap,
+                        m.min_radius)
 
 
-def collate(cfg: Config, targets: list[dict[str, np.ndarray]], idx: list[int], device: torch.device,
+def batch_targets(cfg: Config, ds: HeadSet, idx: list[int], hw: tuple[int, int],
+                  cache: BoundedCache | None = None) -> list[dict[str, np.ndarray]]:
+    """The targets of images idx on the batch's padded grid hw (built lazily; kept in `cache` while it has room)."""
+    cache = cache if cache is not None else BoundedCache(0)
+    return [cache.get((i, tuple(hw)), lambda i=i: build_targets(cfg, ds.boxes[i], tuple(hw))) for i in idx]
+
+
+def collate(cfg: Config, targets: list[dict[str, np.ndarray]], device: torch.device,
             ctx: D.DistContext | None = None, mfl=None) -> dict:
-    """Stack per-image targets of a batch; CenterNet peaks become an index (K, 3) of (b, y, x).
+    """Stack a batch's per-image targets (batch order); CenterNet peaks become an index (K, 3) of (b, y, x).
 
     The loss normalisers (num_heads, num_pos and, for MFL, mask_weight = sum_u w_u) are summed over the DDP
     ranks and every loss term is scaled by the world size ("loss_scale"): DDP averages the ranks' gradients, so
     N ranks then take exactly the step of one process on the whole global batch (up to float rounding).
     """
-    dense = [k for k in targets[idx[0]] if k not in ("centers", "size", "offset", "num_heads")]
-    out: dict[str, Any] = {k: torch.from_numpy(np.stack([targets[i][k] for i in idx])).to(device) for k in dense}
+    dense = [k for k in targets[0] if k not in ("centers", "size", "offset", "num_heads")]
+    out: dict[str, Any] = {k: torch.from_numpy(np.stack([t[k] for t in targets])).to(device) for k in dense}
     if cfg.model.detector == "centernet":
-        cen = [targets[i]["centers"] for i in idx]
+        cen = [t["centers"] for t in targets]
         b = np.concatenate([np.full(len(c), j) for j, c in enumerate(cen)]).astype(np.int64)
         c = np.concatenate(cen).reshape(-1, 2)
         out["index"] = torch.from_numpy(np.stack([b, c[:, 1], c[:, 0]], 1)).to(device)  # (K, 3) (b, y, x)
         for k in ("size", "offset"):
-            out[k] = torch.from_numpy(np.concatenate([targets[i][k] for i in idx]).reshape(-1, 2)).to(device)
+            out[k] = torch.from_numpy(np.concatenate([t[k] for t in targets]).reshape(-1, 2)).to(device)
         num_heads = float(len(b))
     else:
-        num_heads = float(sum(targets[i]["num_heads"] for i in idx))
+        num_heads = float(sum(t["num_heads"] for t in targets))
     counts = [num_heads, float(out["labels"].sum()) if "labels" in out else 0.0]
     if mfl is not None:
         counts.append(float(mfl.positive_weight(out["heatmap"], out[f"mask_{mfl.mask_mode}"]).double().sum()))
@@ -120,11 +133,14 @@ def _train(cfg: Config, run_dir: Path, ctx: D.DistContext, t0: float) -> dict[st
     # Every input is validated before the first write (config.json): the user's train, val and test files with
     # all their images (on every rank, so that all refuse together), and a checkpoint left by an earlier run.
     user_data = load_data(cfg, run_dir, SPLITS, ctx) if cfg.data.source == "files" else None
-    n_train = len(user_data["train"].images) if user_data else cfg.data.num_train_images
+    n_train = len(user_data["train"]) if user_data else cfg.data.num_train_images
     if n_train < cfg.train.batch_size:
         where = user_data["train"].source if user_data else "data.num_train_images"
         raise InputError(f"train.batch_size={cfg.train.batch_size} exceeds the {n_train} training images of "
                          f"{where}; expected a batch size of at most the number of training images")
+    if user_data:  # the worst batch: batch_size images padded to the split's largest height and width
+        tr = user_data["train"]
+        check_batch_pixels(tr.source, cfg.train.batch_size, *tr.padded_hw(range(len(tr))))
     if user_data and not ctx.is_main:
         user_data = {"train": user_data["train"]}  # only rank 0 evaluates
     ckpt = run.load_checkpoint()
@@ -136,9 +152,9 @@ def _train(cfg: Config, run_dir: Path, ctx: D.DistContext, t0: float) -> dict[st
         run.write_config(cfg)
     data = user_data or load_data(cfg, run_dir, ("train",), ctx)  # SynthCrowd: generated after config.json
     train_set = data["train"]
-    targets = build_targets(cfg, train_set)
+    targets = BoundedCache(TARGET_CACHE_BYTES)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    steps_per_epoch = len(train_set.images) // cfg.train.batch_size  # >= 1, checked above
+    steps_per_epoch = len(train_set) // cfg.train.batch_size  # >= 1, checked above
     total = steps_per_epoch * cfg.train.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     step = 0
@@ -154,9 +170,11 @@ def _train(cfg: Config, run_dir: Path, ctx: D.DistContext, t0: float) -> dict[st
         bar.update(step)
     while step < total:
         epoch, i = divmod(step, steps_per_epoch)
-        idx = epoch_batches(cfg, len(train_set.images), epoch, ctx)[i]
-        tgt = collate(cfg, targets, idx, ctx.device, ctx, mfl)
-        terms = loss_terms(cfg, ddp, train_set.images[idx].to(ctx.device), tgt, mfl)
+        idx = epoch_batches(cfg, len(train_set), epoch, ctx)[i]
+        images = train_set.batch(idx)  # decoded now (or cached), padded to this batch's largest image
+        tgt = collate(cfg, batch_targets(cfg, train_set, idx, tuple(images.shape[-2:]), targets), ctx.device, ctx,
+                      mfl)
+        terms = loss_terms(cfg, ddp, images.to(ctx.device), tgt, mfl)
         loss = total_loss(cfg, terms)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at step {step}: {({k: float(v) for k, v in terms.items()})}")
