@@ -11,7 +11,7 @@ Domain", arXiv 2111.10221).
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -38,27 +38,55 @@ class Selector:
         return acc
 
 
-def train_network(model: Classifier, data: DomainSet, val: DomainSet, epochs: int, t: Any, aug: Any,
+def matched_budget(t: Any, task: Any) -> tuple[int, int]:
+    """(optimizer steps, validation evaluations) of every baseline's network: those of the cyclic method's
+    peer a, i.e. num_cycles x dg_epochs epochs over D_L u D_U1 u D_U2 in batches of t.batch_size, validated once
+    per DG epoch. `t.baseline_epochs` > 0 overrides the epoch count.
+
+    Design choice (the project's fairness rule: same steps and evaluations for every arm): ERM sees its smaller
+    D_L for more epochs, not fewer steps. Image passes (the real cost) are recorded per arm; the cyclic method
+    also pays for its MCD models.
+    """
+    n_union = len(task.train) + sum(len(u) for u in task.unlabeled)
+    evals = t.final_epochs
+    return evals * -(-n_union // t.batch_size), evals
+
+
+def step_batches(n: int, batch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Batches of successive random permutations of range(n), without end (one permutation = one epoch)."""
+    while True:
+        yield from shuffled_batches(n, batch, rng)
+
+
+def eval_steps(steps: int, evals: int) -> set[int]:
+    """The steps after which the network is validated: `evals` evenly spaced, the last one at `steps`."""
+    return {round(steps * (i + 1) / evals) for i in range(evals)}
+
+
+def train_network(model: Classifier, data: DomainSet, val: DomainSet, steps: int, evals: int, t: Any, aug: Any,
                   rng: np.random.Generator, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Plain CE training of one network on `data` (labels used as given); returns the selection record."""
+    """Plain CE training of one network on `data` (labels used as given) for `steps` optimizer steps,
+    validated `evals` times; returns the selection record."""
     model.to(device).train()
     opt = make_optimizer(model.parameters(), t)
-    sel, passes, losses = Selector(val, device), 0, []
-    for _ in range(epochs):
-        model.train()
-        for idx in shuffled_batches(len(data), t.batch_size, rng):
-            x = to_input(augment(data.images[idx], rng, aug.use_invert_aug, aug.use_gray_aug)).to(device)
-            loss = F.cross_entropy(model(x), torch.as_tensor(data.labels[idx]).to(device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError("non-finite CE loss")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            passes += len(idx)
-            losses.append(float(loss.item()))
-        sel.update(model)
+    sel, passes, losses, checks = Selector(val, device), 0, [], eval_steps(steps, evals)
+    batches = step_batches(len(data), t.batch_size, rng)
+    for s in range(1, steps + 1):
+        idx = next(batches)
+        x = to_input(augment(data.images[idx], rng, aug.use_invert_aug, aug.use_gray_aug)).to(device)
+        loss = F.cross_entropy(model(x), torch.as_tensor(data.labels[idx]).to(device))
+        if not torch.isfinite(loss):
+            raise FloatingPointError("non-finite CE loss")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        passes += len(idx)
+        losses.append(float(loss.item()))
+        if s in checks:
+            sel.update(model)
+            model.train()
     return {"state": sel.state, "val_curve": sel.curve, "best_val": sel.best, "image_passes": passes,
-            "epochs": epochs, "loss_ce": float(np.mean(losses[-10:])) if losses else float("nan")}
+            "steps": steps, "evals": evals, "loss_ce": float(np.mean(losses[-10:])) if losses else float("nan")}
 
 
 def naive_pl_data(erm_model: torch.nn.Module, labeled: DomainSet, unlabeled: list[DomainSet],
@@ -87,32 +115,35 @@ def strong_augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
-def train_fixmatch(model: Classifier, labeled: DomainSet, unlabeled: list[DomainSet], val: DomainSet, epochs: int,
-                   t: Any, aug: Any, rng: np.random.Generator, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """FixMatch-style consistency (threshold t.fixmatch_threshold 0.95); one epoch = #labeled batches, each
-    with an unlabeled batch of the same size drawn from D_U1 u D_U2."""
+def train_fixmatch(model: Classifier, labeled: DomainSet, unlabeled: list[DomainSet], val: DomainSet, steps: int,
+                   evals: int, t: Any, aug: Any, rng: np.random.Generator,
+                   device: torch.device | str = "cpu") -> dict[str, Any]:
+    """FixMatch-style consistency (threshold t.fixmatch_threshold 0.95) for `steps` steps, validated `evals`
+    times; each step takes a labeled batch and an unlabeled batch of the same size from D_U1 u D_U2."""
     model.to(device).train()
     opt = make_optimizer(model.parameters(), t)
     pool = union(unlabeled)
-    sel, passes, masked = Selector(val, device), 0, []
-    for _ in range(epochs):
-        model.train()
-        for idx in shuffled_batches(len(labeled), t.batch_size, rng):
-            iu = rng.integers(0, len(pool), len(idx))
-            weak_u = augment(pool.images[iu], rng, aug.use_invert_aug, aug.use_gray_aug)
-            x = to_input(augment(labeled.images[idx], rng, aug.use_invert_aug, aug.use_gray_aug)).to(device)
-            loss = F.cross_entropy(model(x), torch.as_tensor(labeled.labels[idx]).to(device))
-            with torch.no_grad():
-                pw = torch.softmax(model(to_input(weak_u).to(device)), 1)
-            conf, pseudo = pw.max(1)
-            mask = (conf >= t.fixmatch_threshold).float()
-            ls = F.cross_entropy(model(to_input(strong_augment(weak_u, rng)).to(device)), pseudo, reduction="none")
-            loss = loss + (mask * ls).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            passes += 2 * len(idx) + len(iu)
-            masked.append(float(mask.mean().item()))
-        sel.update(model)
+    sel, passes, masked, checks = Selector(val, device), 0, [], eval_steps(steps, evals)
+    batches = step_batches(len(labeled), t.batch_size, rng)
+    for s in range(1, steps + 1):
+        idx = next(batches)
+        iu = rng.integers(0, len(pool), len(idx))
+        weak_u = augment(pool.images[iu], rng, aug.use_invert_aug, aug.use_gray_aug)
+        x = to_input(augment(labeled.images[idx], rng, aug.use_invert_aug, aug.use_gray_aug)).to(device)
+        loss = F.cross_entropy(model(x), torch.as_tensor(labeled.labels[idx]).to(device))
+        with torch.no_grad():
+            pw = torch.softmax(model(to_input(weak_u).to(device)), 1)
+        conf, pseudo = pw.max(1)
+        mask = (conf >= t.fixmatch_threshold).float()
+        ls = F.cross_entropy(model(to_input(strong_augment(weak_u, rng)).to(device)), pseudo, reduction="none")
+        loss = loss + (mask * ls).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        passes += 2 * len(idx) + len(iu)
+        masked.append(float(mask.mean().item()))
+        if s in checks:
+            sel.update(model)
+            model.train()
     return {"state": sel.state, "val_curve": sel.curve, "best_val": sel.best, "image_passes": passes,
-            "epochs": epochs, "mask_rate": float(np.mean(masked)) if masked else float("nan")}
+            "steps": steps, "evals": evals, "mask_rate": float(np.mean(masked)) if masked else float("nan")}

@@ -92,6 +92,9 @@ class Task:
     target: DomainSet  # evaluation only (labels are its ground truth)
     hidden_truth: dict[str, np.ndarray]  # unlabeled domains' ground truth: reporting and oracle only
     num_classes: int
+    # Web (open-set) variant: the crawl-keyword labels of the web domain. Legitimately available noisy labels
+    # (spec component 14), visible to the method; its ground truth (-1 = out of class) stays in hidden_truth.
+    web_labels: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def tasks(domains: Sequence[str]) -> list[tuple[str, list[str], str]]:
@@ -233,6 +236,35 @@ def make_style_digits(n_per_domain: int, seed: int, styles: str = STYLES,
     return out
 
 
+AUX_CHARS = "KLMNOPQRSTUVWXYZ"  # letters only: disjoint from the digit classes and from W's out-of-class A-J
+
+
+def make_aux_glyphs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The auxiliary pre-training set: (uint8 [n, 32, 32, 3], int64 [n] in 0..15, 16 classes).
+
+    Design choice (spec 6 calibration lever, the stand-in for ImageNet initialisation): font letters K-Z (no
+    digit, no handwriting, so no sample of any StyleDigits domain) on a two-colour linear-gradient background,
+    a random foreground colour, blur sigma U(0, 1) and Gaussian noise sigma U(0, 20). It teaches generic
+    stroke features under varied colours, never the digit classes or the four domains' renderers.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    _, _, _, fonts = _wheel_sources()
+    glyphs = _Glyphs(fonts)
+    rng = np.random.default_rng([seed, 555])
+    labels = rng.permutation(np.arange(n) % len(AUX_CHARS)).astype(np.int64)
+    images = np.empty((n, 32, 32, 3), np.uint8)
+    yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
+    for i, c in enumerate(labels):
+        m = gaussian_filter(glyphs.font_glyph(rng, AUX_CHARS[c]), float(rng.uniform(0.0, 1.0)))[..., None]
+        bg0, bg1, fg = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+        ang = rng.uniform(0, 2 * np.pi)
+        ramp = ((xx * np.cos(ang) + yy * np.sin(ang)) / 45.0 + 0.5)[..., None]  # [32, 32, 1]
+        out = (bg0 * (1 - ramp) + bg1 * ramp) * (1 - m) + fg * m + rng.normal(0, rng.uniform(0, 20), (32, 32, 3))
+        images[i] = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return images, labels, len(AUX_CHARS)
+
+
 # ------------------------------------------------------------------------------------------ real readers
 
 def _class_name(folder: str) -> str:
@@ -320,32 +352,42 @@ def read_domain(cfg: Any, domain: str) -> tuple[np.ndarray, np.ndarray, list[str
 def load_task(cfg: Any) -> Task:
     """Labeled train / val (DomainBed-style source validation), unlabeled sets without labels, target.
 
+    With `data.web` the web domain `data.web_domain` replaces the unlabeled domains (spec component 14): its
+    crawl labels go to `Task.web_labels`, its ground truth (-1 for an out-of-class image) to `hidden_truth`.
     Every file is read and checked here, before a run writes anything.
     """
     d = cfg.data
-    lab, unl, tgt = parse_task(d.task, d.domains)
+    lab, unl, tgt = parse_task(d.task, [x for x in d.domains if not (d.web and x == d.web_domain)])
+    if d.web:
+        unl = [d.web_domain]
     if d.source == "synth":
-        raw = make_style_digits(d.n_per_domain, cfg.seed, "".join(x for x in d.domains if x != "W"))
-        raw = {k: v[:2] for k, v in raw.items()}
+        raw = make_style_digits(d.n_per_domain, cfg.seed, "".join(x for x in d.domains if x != "W"), web=d.web)
         num_classes = 10
     else:
         raw = {name: read_domain(cfg, name) for name in [lab, *unl, tgt]}
         num_classes = d.num_classes
+
     def arrays(name):
-        return raw[name][0], raw[name][1], (raw[name][2] if len(raw[name]) > 2 else [])
+        paths = raw[name][2] if len(raw[name]) > 2 and not isinstance(raw[name][2], np.ndarray) else []
+        return raw[name][0], raw[name][1], paths
     ids = {name: i for i, name in enumerate(d.domains)}
     x, y, paths = arrays(lab)
     order = np.random.default_rng([cfg.seed, 7]).permutation(len(y))
     n_val = max(1, int(round(d.val_fraction * len(y))))
     full = labeled_set(lab, x, y, ids[lab], paths)
     train, val = full.subset(order[n_val:]), full.subset(order[:n_val])
-    unlabeled, truth = [], {}
+    unlabeled, truth, web = [], {}, {}
     for name in unl:
         xu, yu, pu = arrays(name)
-        unlabeled.append(unlabeled_set(name, xu, ids[name], pu))
+        unlabeled.append(unlabeled_set(name, xu, ids.get(name, len(ids)), pu))
         truth[name] = yu
+        if d.web:
+            web[name] = yu.copy()  # the crawl labels as listed
+            if d.source == "synth":
+                truth[name] = raw[name][2]  # the generator's truth: -1 = out-of-class glyph
     xt, yt, pt = arrays(tgt)
-    return Task(lab, unl, tgt, train, val, unlabeled, labeled_set(tgt, xt, yt, ids[tgt], pt), truth, num_classes)
+    return Task(lab, unl, tgt, train, val, unlabeled, labeled_set(tgt, xt, yt, ids[tgt], pt), truth, num_classes,
+                web)
 
 
 # ------------------------------------------------------------------------------- preprocessing, inference

@@ -10,6 +10,7 @@ arXiv 2111.10221): spec components 1 and 2.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -98,12 +99,55 @@ class ResNet18Backbone(nn.Module):
         return x.mean(dim=(2, 3))  # [B, 512, h, w] -> [B, 512]
 
 
-def build_backbone(cfg: Any, mixstyle: bool) -> nn.Module:
+def build_backbone(cfg: Any, mixstyle: bool, init: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """The configured backbone; `init` (a backbone state dict, e.g. from `pretrained_backbone`) is copied in."""
     m = cfg.model
     layers = tuple(m.mixstyle_layers) if mixstyle else ()
     if m.backbone == "digits_cnn":
-        return DigitsCNN(layers, m.mixstyle_p, m.mixstyle_alpha, m.width)
-    return ResNet18Backbone(m.weights_file, layers, m.mixstyle_p, m.mixstyle_alpha)
+        net: nn.Module = DigitsCNN(layers, m.mixstyle_p, m.mixstyle_alpha, m.width)
+    else:
+        net = ResNet18Backbone(m.weights_file, layers, m.mixstyle_p, m.mixstyle_alpha)
+    if init is not None:
+        net.load_state_dict(init)  # MixStyle has no parameters: one state fits the MixStyle and plain variants
+    return net
+
+
+def pretrained_backbone(cfg: Any) -> dict[str, torch.Tensor] | None:
+    """The shared initial backbone of every network of a run: None (random init) unless `model.init = "glyphs"`.
+
+    Design choice (spec 6 calibration lever; the paper starts every network from ImageNet weights): the digits
+    CNN + a 16-way head trained `model.pretrain_epochs` epochs on `model.pretrain_images` auxiliary letter
+    glyphs (data.make_aux_glyphs), seeded by the run's seed; the head is dropped. Every arm of a seed starts
+    from the same backbone, as every arm of the paper starts from the same ImageNet checkpoint.
+    """
+    m = cfg.model
+    if m.init == "scratch" or m.backbone != "digits_cnn":
+        return None
+    return _glyph_pretrain(m.width, m.pretrain_images, m.pretrain_epochs, int(cfg.seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _glyph_pretrain(width: int, n: int, epochs: int, seed: int) -> dict[str, torch.Tensor]:
+    import numpy as np
+    import torch.nn.functional as F
+
+    from tenfold.systems.ssdg.data import augment, make_aux_glyphs, shuffled_batches, to_input
+
+    images, labels, num_classes = make_aux_glyphs(n, seed)
+    rng = np.random.default_rng([seed, 556])
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + 556)
+        net = Classifier(DigitsCNN(width=width), num_classes)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net.train()
+    for _ in range(epochs):
+        for idx in shuffled_batches(n, 64, rng):
+            x = to_input(augment(images[idx], rng, True, True))
+            loss = F.cross_entropy(net(x), torch.as_tensor(labels[idx]))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return {k: v.detach().clone() for k, v in net.backbone.state_dict().items()}
 
 
 class Classifier(nn.Module):
@@ -131,9 +175,10 @@ class MCDNet(nn.Module):
         return self.C1(self.F(x))
 
 
-def build_classifier(cfg: Any, num_classes: int, mixstyle: bool) -> Classifier:
-    return Classifier(build_backbone(cfg, mixstyle), num_classes)
+def build_classifier(cfg: Any, num_classes: int, mixstyle: bool,
+                     init: dict[str, torch.Tensor] | None = None) -> Classifier:
+    return Classifier(build_backbone(cfg, mixstyle, init), num_classes)
 
 
-def build_mcd(cfg: Any, num_classes: int) -> MCDNet:
-    return MCDNet(build_backbone(cfg, mixstyle=False), num_classes)
+def build_mcd(cfg: Any, num_classes: int, init: dict[str, torch.Tensor] | None = None) -> MCDNet:
+    return MCDNet(build_backbone(cfg, False, init), num_classes)

@@ -28,7 +28,7 @@ from tenfold.systems.ssdg.config import Config
 from tenfold.systems.ssdg.data import DomainSet, Task, load_task, union
 from tenfold.systems.ssdg.generalization import CoTeachingDG
 from tenfold.systems.ssdg.intermediate_domain import select_intermediate_domain
-from tenfold.systems.ssdg.model import build_classifier, build_mcd
+from tenfold.systems.ssdg.model import build_classifier, build_mcd, pretrained_backbone
 from tenfold.systems.ssdg.pseudo_labeling import MCDPseudoLabeler
 
 log = logging.getLogger("tenfold.ssdg")
@@ -44,12 +44,17 @@ class CyclicSSDG:
     validation), num_classes, device. `oracle_labels` (per unlabeled domain) only for criterion "oracle"."""
 
     def __init__(self, cfg: Config, labeled: DomainSet, unlabeled: list[DomainSet], val: DomainSet,
-                 num_classes: int, device: torch.device | str = "cpu") -> None:
+                 num_classes: int, device: torch.device | str = "cpu",
+                 web_labels: list[np.ndarray] | None = None) -> None:
         t = cfg.train
+        # Web variant (spec 14): crawl labels of each unlabeled (web) domain; None = the close-set method.
+        self.web_labels = web_labels
+        self.treatment = t.web_treatment if web_labels is not None else "ignored"
         self.cfg, self.t, self.labeled, self.unlabeled, self.val, self.device = cfg, t, labeled, unlabeled, val, device
-        self.mcd = [MCDPseudoLabeler(build_mcd(cfg, num_classes), t, cfg.data, device) for _ in unlabeled]
-        self.dg = CoTeachingDG(build_classifier(cfg, num_classes, True), build_classifier(cfg, num_classes, True),
-                               t, cfg.data, device)
+        init = pretrained_backbone(cfg)  # every network starts from the same backbone (None = random init)
+        self.mcd = [MCDPseudoLabeler(build_mcd(cfg, num_classes, init), t, cfg.data, device) for _ in unlabeled]
+        self.dg = CoTeachingDG(build_classifier(cfg, num_classes, True, init),
+                               build_classifier(cfg, num_classes, True, init), t, cfg.data, device)
         self.inter = [(np.zeros(0, np.int64), np.zeros(0, np.int64)) for _ in unlabeled]  # I_k^0 = empty
         self.rng = np.random.default_rng([cfg.seed, 11])
         self.criterion = t.selection_criterion
@@ -66,6 +71,9 @@ class CyclicSSDG:
 
     def phase1(self, r: int) -> dict[str, Any]:
         lr = cycle_lr(self.t.lr, r, self.t.lr_cycle_decay)
+        if self.treatment == "retained" or (self.treatment == "refined" and r == 0):
+            self.pseudo = [w.copy() for w in self.web_labels]  # the crawl labels stand in for MCD's
+            return {"mcd_losses": []}
         self.pseudo, losses = [], []
         for k, (mcd, u) in enumerate(zip(self.mcd, self.unlabeled)):
             losses.append(mcd.fit(self.labeled_pool(k), u, self.t.mcd_epochs, lr, self.rng))
@@ -126,6 +134,11 @@ class CyclicSSDG:
         self.dg.image_passes = int(s["passes"][-1])
 
 
+def web_labels_of(task: Task) -> list[np.ndarray] | None:
+    """The crawl labels per unlabeled domain in the web variant, else None (close-set)."""
+    return [task.web_labels[n] for n in task.unlabeled_names] if task.web_labels else None
+
+
 def report_cycle(task: Task, rec: dict[str, Any], sel: dict[str, Any]) -> dict[str, Any]:
     """Pseudo-label accuracy and intermediate-domain size / precision per unlabeled domain, from the hidden truth
     (reporting only: nothing here is fed back)."""
@@ -148,7 +161,7 @@ def run_cyclic(cfg: Config, task: Task, run: RunDir | None, device: torch.device
                trainer: CyclicSSDG | None = None, start_history: list | None = None) -> dict[str, Any]:
     """Run (or resume) the cycles; checkpoint after each. Returns final model, per-cycle models and history."""
     if trainer is None:
-        trainer = CyclicSSDG(cfg, task.train, task.unlabeled, task.val, task.num_classes, device)
+        trainer = CyclicSSDG(cfg, task.train, task.unlabeled, task.val, task.num_classes, device, web_labels_of(task))
     history, cycle_models = list(start_history or []), []
     if state is not None:
         trainer.load_state_dict(state["trainer"])
@@ -171,22 +184,29 @@ def run_cyclic(cfg: Config, task: Task, run: RunDir | None, device: torch.device
             "image_passes": trainer.image_passes, "trainer": trainer}
 
 
-def run_baseline(cfg: Config, task: Task, device: torch.device) -> dict[str, Any]:
-    """ERM / ERM+MixStyle / NaivePL / FixMatch with the same backbone, data, optimizer, epochs and selection."""
+def run_baseline(cfg: Config, task: Task, device: torch.device, erm: dict[str, Any] | None = None) -> dict[str, Any]:
+    """ERM / ERM+MixStyle / NaivePL / FixMatch with the same backbone init, data, optimizer, step budget and
+    validation schedule as the cyclic method's peer a (`baselines.matched_budget`). NaivePL labels with `erm`
+    (an ERM run's result) when given, else trains that ERM first; its cost is counted either way."""
     t, method = cfg.train, cfg.train.method
     rng = np.random.default_rng([cfg.seed, 12])
+    init = pretrained_backbone(cfg)
+    steps, evals = B.matched_budget(t, task)
     if method == "fixmatch":
-        res = B.train_fixmatch(build_classifier(cfg, task.num_classes, False), task.train, task.unlabeled,
-                               task.val, t.final_epochs, t, cfg.data, rng, device)
+        res = B.train_fixmatch(build_classifier(cfg, task.num_classes, False, init), task.train, task.unlabeled,
+                               task.val, steps, evals, t, cfg.data, rng, device)
         return {**res, "history": []}
-    res = B.train_network(build_classifier(cfg, task.num_classes, method == "erm_mixstyle"), task.train, task.val,
-                          t.final_epochs, t, cfg.data, rng, device)
+    if method == "naive_pl" and erm is not None:
+        res = erm
+    else:
+        res = B.train_network(build_classifier(cfg, task.num_classes, method == "erm_mixstyle", init), task.train,
+                              task.val, steps, evals, t, cfg.data, rng, device)
     if method != "naive_pl":
         return {**res, "history": []}
-    erm = build_classifier(cfg, task.num_classes, False)
-    erm.load_state_dict(res["state"])
-    data, pls = B.naive_pl_data(erm.to(device), task.train, task.unlabeled, device)
-    out = B.train_network(build_classifier(cfg, task.num_classes, True), data, task.val, t.final_epochs, t,
+    labeler = build_classifier(cfg, task.num_classes, False)
+    labeler.load_state_dict(res["state"])
+    data, pls = B.naive_pl_data(labeler.to(device), task.train, task.unlabeled, device)
+    out = B.train_network(build_classifier(cfg, task.num_classes, True, init), data, task.val, steps, evals, t,
                           cfg.data, rng, device)
     out["image_passes"] += res["image_passes"]
     out["history"] = [{"pl_acc_" + n: float((p == task.hidden_truth[n]).mean() * 100)
