@@ -72,6 +72,19 @@ def test_runs_every_seed_then_reuses_the_cache(tmp_path, fakes, capsys):
     assert fakes == [("fakea", 1)]
 
 
+def test_force_starts_the_unit_clean(tmp_path, fakes):
+    # A killed unit leaves checkpoints in its folder; --force must not let the system resume from them.
+    out = tmp_path / "rep"
+    assert main(["--quiet", "reproduce", "fakea", "--seed", "1", "--seeds", "1", "--out", str(out)]) == 0
+    stale = reproduction.seed_dir(out, "fakea", 1) / "checkpoints" / "last.pt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from a killed run")
+    assert main(["--quiet", "reproduce", "fakea", "--seed", "1", "--seeds", "1", "--out", str(out)]) == 0
+    assert stale.exists()  # without --force the cache is reused and the folder left alone
+    assert main(["--quiet", "reproduce", "fakea", "--seed", "1", "--seeds", "1", "--out", str(out), "--force"]) == 0
+    assert not stale.exists() and (reproduction.seed_dir(out, "fakea", 1) / reproduction.CACHE_NAME).exists()
+
+
 def test_a_code_change_invalidates_the_cache(tmp_path, fakes, monkeypatch):
     out = tmp_path / "rep"
     assert main(["--quiet", "reproduce", "fakea", "--seed", "1", "--seeds", "2", "--out", str(out)]) == 0

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -89,6 +90,8 @@ def run_unit(key: str, profile: str, seed: int, out: str, force: bool, threads: 
     if cached is not None:
         return [m.to_dict() for m in cached[0]], cached[1], True
     folder = seed_dir(Path(out), key, seed)
+    if force and folder.exists():
+        shutil.rmtree(folder)  # --force: the unit starts clean; no checkpoint of a killed run is resumed
     t0 = time.perf_counter()
     rows = get_system(key).reproduce(profile, seed, folder)
     wall = time.perf_counter() - t0
