@@ -179,3 +179,26 @@ def test_segment_file_writes_mask_in_the_input_format_and_size(tmp_path, suffix)
     mask = D.read_image(out)
     assert out.suffix == suffix and mask.shape == (40, 27)
     assert (mask[:, :13] == 1).all() and (mask[:, 13:] == 0).all()
+
+
+def _sample(regime: int, texture: np.ndarray) -> D.SynthSample:
+    z = np.zeros(texture.shape, bool)
+    return D.SynthSample(np.zeros((*texture.shape, 3), np.float32), np.zeros(texture.shape, np.uint8),
+                         np.full(texture.shape, regime, np.uint8), texture.astype(np.uint8),
+                         np.zeros(texture.shape, np.int32), z, z)
+
+
+def test_regime_cue_accuracy_by_hand():
+    # A: district (regime 1), columns 0-3 texture T0 (ambiguous), columns 4-7 buildings (T4); B: regime 0, all T0.
+    # 8 x 8 images, p = 4, overlap 0: boxes (0,0), (0,4), (4,0), (4,4); A's right patches hold no T0 pixel.
+    tex = np.zeros((8, 8), int)
+    tex[:, 4:] = 4
+    a, b = _sample(1, tex), _sample(0, np.zeros((8, 8), int))
+    # Local (x1): every ambiguous patch has building fraction 0 (bin 0): 32 district px of 96 -> rule and constant
+    # both say regime 0: 64 / 96 right.
+    assert D.regime_cue_accuracy([a, b], [a, b], 4, 0, 1) == pytest.approx((2 / 3, 2 / 3))
+    # x3: A's left patches see a 12 x 12 window clipped to rows/cols 0..7 -> 32 T4 px / 144 = 0.22 (bin 2), B's
+    # windows 0 (bin 0): the rule reads the regime from the context, 96 / 96 right; the constant stays at 2 / 3.
+    assert D.regime_cue_accuracy([a, b], [a, b], 4, 0, 3) == pytest.approx((1.0, 2 / 3))
+    # x2: 8 x 8 window from (-2, -2): T4 columns 4-5, rows 0-5 -> 12 / 64 = 0.19 (bin 1): also 96 / 96.
+    assert D.regime_cue_accuracy([a, b], [a, b], 4, 0, 2) == pytest.approx((1.0, 2 / 3))

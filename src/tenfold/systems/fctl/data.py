@@ -115,8 +115,13 @@ def draw_road(road: np.ndarray, points: np.ndarray, width: int = ROAD_WIDTH_PX) 
 # instead: in a district (regime S, "urban") half of the cells are buildings, elsewhere one in ten. A patch inside a
 # T0 / T1 cell then looks the same in both regimes (same border density, same colours) and the ambiguous pairs
 # {3, 6}, {2, 1} are told apart by the neighbouring cells, which the x2 / x3 contexts show.
+# Measured (README "Why the contexts stay unused"): at S = 4 p this cue is too weak to change a decision; the Bayes
+# rule on a window's building fraction (`regime_cue_accuracy`) does no better than the constant regime L.
 CELL_SPACING = 1.5  # Poisson-disk seed spacing in units of p, both regimes
 BUILDING_PROB = (0.1, 0.5)  # P(texture T4) of a cell in regime L, S; the rest uniform over T0..T3
+DISTRICT_RADIUS = (1.2, 2.0)  # radius range of the 1-2 district discs, in units of p (spec 4.1)
+# Design choice: named so that scale variants can be probed; 0 = centres inside the image (the generator as before).
+DISTRICT_MARGIN = 0.0  # disc centres uniform over [-margin p, S + margin p]^2
 
 
 def _cell_textures(rng: np.random.Generator, cell_regime: np.ndarray) -> np.ndarray:
@@ -130,7 +135,9 @@ def make_synth_landcover(seed: int, size: int = 384, patch: int = 96) -> SynthSa
     """SynthLandcover (spec 4.1, with the issue-17 regime cue above): one S x S sample, deterministic per seed."""
     rng = np.random.default_rng(seed)
     wy, wx = _warped_coords(rng, size, patch)
-    discs = [(rng.uniform(0, size, 2), rng.uniform(1.2 * patch, 2 * patch)) for _ in range(rng.integers(1, 3))]
+    lo, hi = DISTRICT_RADIUS
+    m = DISTRICT_MARGIN * patch
+    discs = [(rng.uniform(-m, size + m, 2), rng.uniform(lo * patch, hi * patch)) for _ in range(rng.integers(1, 3))]
 
     def in_district(pts: np.ndarray) -> np.ndarray:
         return np.any([np.hypot(*(pts - c).T) <= r for c, r in discs], axis=0)
@@ -204,6 +211,50 @@ def patches_inside_cell(samples: list[SynthSample], patch: int, min_overlap: flo
             inside += int((window == window.flat[0]).all())
             total += 1
     return inside / max(total, 1)
+
+
+def _window_fraction(mask: np.ndarray, box: tuple[int, int], patch: int, factor: float) -> float:
+    """Mean of `mask` over the (factor p)^2 window centred on the patch at `box`, zero outside (as context_crop)."""
+    size = mask.shape[0]
+    win = int(round(factor * patch))
+    y0, x0 = box[0] - int(round((win - patch) / 2)), box[1] - int(round((win - patch) / 2))
+    sy, sx, ey, ex = max(0, y0), max(0, x0), min(size, y0 + win), min(size, x0 + win)
+    return float(mask[sy:ey, sx:ex].sum()) / win ** 2
+
+
+def regime_cue_accuracy(train: list[SynthSample], test: list[SynthSample], patch: int, min_overlap: float,
+                        factor: float, bins: int = 10) -> tuple[float, float]:
+    """Issue-17 diagnostic: can a patch's x`factor` window tell the regime of its ambiguous (T0 / T1) pixels?
+
+    The cue is the true building (T4) fraction of the window (factor 1 = the local patch). A Bayes rule fitted on
+    `train` (per bin of the fraction: the regime most of the bin's ambiguous pixels have) is scored on `test`.
+    Returns (accuracy of the rule, accuracy of the train-majority regime) over the ambiguous pixels of `test`
+    (roads and clouds excluded). A context can raise the mIoU only where the rule beats the constant.
+    """
+    from tenfold.systems.fctl.patching import patch_boxes
+
+    def rows(samples: list[SynthSample]):
+        for s in samples:
+            b4 = s.texture == 4
+            for y, x in patch_boxes(*s.texture.shape, patch, min_overlap):
+                sl = np.s_[y:y + patch, x:x + patch]
+                amb = (s.texture[sl] <= 1) & ~s.road[sl] & ~s.cloud[sl]
+                if amb.any():
+                    f = _window_fraction(b4, (y, x), patch, factor)
+                    yield min(int(f * bins), bins - 1), int(s.regime[sl][amb].sum()), int(amb.sum())
+
+    district, count = np.zeros(bins), np.zeros(bins)
+    for b, d, n in rows(train):
+        district[b] += d
+        count[b] += n
+    majority = int(district.sum() > count.sum() / 2)
+    rule = np.where(count > 0, district > count / 2, majority).astype(int)
+    hit_rule = hit_const = total = 0
+    for b, d, n in rows(test):
+        hit_rule += d if rule[b] else n - d
+        hit_const += d if majority else n - d
+        total += n
+    return hit_rule / max(total, 1), hit_const / max(total, 1)
 
 
 # ---------------------------------------------------------------- real data (spec 4.2)
