@@ -47,9 +47,14 @@ def matched_budget(t: Any, task: Any) -> tuple[int, int]:
     D_L for more epochs, not fewer steps. Image passes (the real cost) are recorded per arm; the cyclic method
     also pays for its MCD models.
     """
-    n_union = len(task.train) + sum(len(u) for u in task.unlabeled)
     evals = t.final_epochs
-    return evals * -(-n_union // t.batch_size), evals
+    return evals * union_batches(t, task), evals
+
+
+def union_batches(t: Any, task: Any) -> int:
+    """Batches in one epoch over D_L u D_U1 u D_U2: the optimizer steps of one DG epoch of the peers."""
+    n_union = len(task.train) + sum(len(u) for u in task.unlabeled)
+    return -(-n_union // t.batch_size)
 
 
 def step_batches(n: int, batch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:

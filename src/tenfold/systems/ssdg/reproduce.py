@@ -83,6 +83,7 @@ def run_task(cfg: Config, device: str = "cpu") -> dict[str, Any]:
             res["erm_in_domain"], res["erm_run"] = out["best_val"], out
         if arm == "naive_pl":
             res["naive_pl_acc"] = out["history"][0]
+    res.pop("erm_run", None)  # NaivePL has labelled with it; the caller needs only the numbers
     res.update(run_cycles(cfg, task, device, record))
     return res
 
@@ -96,7 +97,7 @@ def run_cycles(cfg: Config, task: Task, device: str, record) -> dict[str, Any]:
     trainer = CyclicSSDG(cfg, task.train, task.unlabeled, task.val, task.num_classes, device, web_labels_of(task))
     branch, hist, recs, passes = None, [], [], []
     dg, cycles = cfg.train.dg_epochs, cfg.train.num_cycles
-    per_cycle_steps = dg * -(-(len(task.train) + sum(len(u) for u in task.unlabeled)) // cfg.train.batch_size)
+    per_cycle_steps = dg * B.union_batches(cfg.train, task)
     for r in range(cycles):
         rec = trainer.train_cycle()
         if r == 0:
