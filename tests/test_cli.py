@@ -119,3 +119,31 @@ def test_reproduce_smoke_writes_report_and_report_rerenders(tmp_path, capsys):
     html = (out / "index.html").read_text()
     assert html.count("<tr class=") == len(payload["claims"]) and "data:image/png;base64," in html
     assert main(["report", str(out)]) == 0
+
+
+def test_predict_options_are_passed_when_offered_and_refused_otherwise(tmp_path, capsys, monkeypatch):
+    """`--bars` / `--support` reach `predict` as keyword arguments only for a system that names them in
+    `SystemSpec.predict_options`; another system refuses them with exit 2 before its predict runs."""
+    import dataclasses
+
+    import tenfold.cli as cli
+    from tenfold.systems import SYSTEMS
+
+    run = tmp_path / "run"
+    assert main(["--quiet", "train", "qae", "--profile", "smoke", "--out", str(run)]) == 0
+    inp = tmp_path / "in.npz"
+    inp.write_bytes(b"x")
+    calls = []
+    base = SYSTEMS["qae"]
+    offering = dataclasses.replace(base, predict=lambda r, i, o, **kw: calls.append(kw) or {"ok": 1},
+                                   predict_options=("bars",))
+    monkeypatch.setattr(cli, "get_system", lambda key: offering)
+    argv = ["predict", "qae", "--run", str(run), "--input", str(inp), "--output", str(tmp_path / "o")]
+    assert main(argv + ["--bars", "3"]) == 0 and calls == [{"bars": 3}]
+    assert main(argv) == 0 and calls[-1] == {}
+    capsys.readouterr()
+    assert main(argv + ["--bars", "0"]) == 2 and "--bars 0" in capsys.readouterr().err
+    assert main(argv + ["--support", str(inp)]) == 2
+    assert "does not take this option" in capsys.readouterr().err and len(calls) == 2
+    monkeypatch.setattr(cli, "get_system", lambda key: base)
+    assert main(argv + ["--bars", "3"]) == 2 and "--bars" in capsys.readouterr().err

@@ -6,7 +6,7 @@
     tenfold eval --run DIR
     tenfold smoke [keys...]
     tenfold reproduce [keys...] [--profile quick] [--seed BASE] [--seeds N] [--out DIR] [--force] [--jobs N]
-    tenfold predict <key> --run DIR --input PATH --output PATH
+    tenfold predict <key> --run DIR --input PATH --output PATH [--bars N] [--support PATH]
     tenfold report DIR
 
 Exit codes: 0 success; 2 usage or input error (the message names the field or file); 1 a failed run.
@@ -32,6 +32,9 @@ from tenfold.core.registry import SystemSpec
 from tenfold.core.reproduction import DEFAULT_NUM_SEEDS, DEFAULT_SEED_BASE
 from tenfold.core.runtime import LOGGER_NAME, select_device
 from tenfold.systems import get_system
+
+# The extra flags of `tenfold predict`: a system takes the ones its `SystemSpec.predict_options` names.
+PREDICT_OPTIONS = ("bars", "support")
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -181,12 +184,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     owner = _run_system(run)
     if owner.key != spec.key:
         raise InputError(f"{run / 'run.json'}: the run was trained by {owner.key!r}, not {spec.key!r}")
+    extras = {name: getattr(args, name) for name in PREDICT_OPTIONS if getattr(args, name) is not None}
+    for name in extras:
+        if name not in spec.predict_options:
+            offered = ", ".join(f"--{o}" for o in spec.predict_options) or "none"
+            raise InputError(f"--{name}: system {spec.key!r} does not take this option (its options: {offered})")
+    if "support" in extras:
+        extras["support"] = Path(extras["support"])
+        if not extras["support"].exists():
+            raise InputError(f"--support {extras['support']}: not found")
+    if "bars" in extras and extras["bars"] < 1:
+        raise InputError(f"--bars {extras['bars']}: expected a positive number of bars")
     inp, outp = Path(args.input), Path(args.output)
     if not inp.exists():
         raise InputError(f"--input {inp}: not found")
     if outp.exists() and outp.is_dir():
         raise InputError(f"--output {outp}: is a directory; give a file path")
-    result = spec.predict(run, inp, outp)
+    result = spec.predict(run, inp, outp, **extras)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -245,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", required=True, help="a run directory written by `tenfold train`")
     s.add_argument("--input", required=True)
     s.add_argument("--output", required=True)
+    s.add_argument("--bars", type=int, help="drumlm: how many bars to generate")
+    s.add_argument("--support", help="reft: the support set (COCO JSON with K annotated images per novel class)")
     s = sub.add_parser("report", help="re-render a report directory from its claims.json")
     s.add_argument("dir")
     return p

@@ -31,6 +31,8 @@ class SystemSpec:
         dev_seeds: every seed looked at while developing; the default claim seeds are disjoint from them.
         predict: optional `predict(run_dir, input_path, output_path) -> dict`: applies a trained run to a
             user's own inputs in the field's format (`tenfold predict <key>`); None when not offered.
+        predict_options: the extra `tenfold predict` flags the system takes (names in `PREDICT_OPTIONS`); the CLI
+            passes each one given as a keyword argument of `predict` and refuses (exit 2) one not offered here.
     """
 
     key: str
@@ -43,7 +45,8 @@ class SystemSpec:
     reproduce: Callable[[str, int, Path], list[Measurement]]
     reproduce_minutes: float
     dev_seeds: tuple[int, ...] = ()
-    predict: Callable[[Path, Path, Path], dict] | None = None
+    predict: Callable[..., dict] | None = None
+    predict_options: tuple[str, ...] = ()
 
 
 def deferred(module: str, name: str) -> Callable[..., Any]:
