@@ -15,6 +15,12 @@ from typing import Literal
 import numpy as np
 
 
+def draw_dropped(rng: np.random.Generator) -> str:
+    """The training draw alone: s ~ U(0, 1); s > 0.75 -> "image", 0.5 < s <= 0.75 -> "points", else ""."""
+    s = rng.random()
+    return "image" if s > 0.75 else "points" if s > 0.5 else ""
+
+
 def modal_mask_3d(points: np.ndarray, images: np.ndarray, rng: np.random.Generator | None = None,
                   mode: Literal["train", "test"] = "train", mask_modal: Literal["image", "points"] | None = None,
                   ) -> tuple[np.ndarray, np.ndarray, str]:
@@ -26,8 +32,7 @@ def modal_mask_3d(points: np.ndarray, images: np.ndarray, rng: np.random.Generat
     elif mode == "train":
         if rng is None:
             raise ValueError("modal_mask_3d: mode='train' needs an rng")
-        s = rng.random()
-        dropped = "image" if s > 0.75 else "points" if s > 0.5 else "none"
+        dropped = draw_dropped(rng) or "none"
     else:
         raise ValueError(f"mode={mode!r}; allowed: 'train', 'test'")
     if dropped == "image":

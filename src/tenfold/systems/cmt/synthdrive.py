@@ -78,12 +78,16 @@ class SynthConfig:
     scene_half_extent: float = 30.0
     mean_objects: float = 14.0
     render_noise: bool = True
+    # Design choice: a subset of the classes (probabilities renormalised); the default draws as before.
+    classes: tuple[str, ...] = CLASS_NAMES
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_cameras <= 6:
             raise ValueError(f"SynthConfig.num_cameras={self.num_cameras}; allowed 1..6")
         if self.sweep_times[0] != 0.0:
             raise ValueError(f"SynthConfig.sweep_times must start with 0.0, got {self.sweep_times}")
+        if not self.classes or any(c not in CLASS_NAMES for c in self.classes):
+            raise ValueError(f"SynthConfig.classes must be a non-empty subset of {CLASS_NAMES}, got {self.classes}")
 
 
 TINY = SynthConfig(num_beams=16, num_azimuth=128, num_cameras=2, image_hw=(32, 64), scene_half_extent=14.0,
@@ -193,10 +197,16 @@ def sample_objects(rng: np.random.Generator, cfg: SynthConfig) -> list[dict]:
     n = int(np.clip(rng.poisson(cfg.mean_objects), 3, 30))
     objects: list[dict] = []
     ext = cfg.scene_half_extent
+    if cfg.classes == CLASS_NAMES:
+        names, probs = CLASS_NAMES, CLASS_PROBS
+    else:
+        names = cfg.classes
+        probs = np.array([CLASS_PROBS[CLASS_NAMES.index(c)] for c in names])
+        probs = tuple(probs / probs.sum())
     for _ in range(n * 20):
         if len(objects) >= n:
             break
-        name = str(rng.choice(CLASS_NAMES, p=CLASS_PROBS))
+        name = str(rng.choice(names, p=probs))
         if rng.random() < 0.6:  # lane bands
             y = rng.choice([-1.0, 1.0]) * rng.uniform(2.0, 9.0)
             x = rng.uniform(-ext, ext)
