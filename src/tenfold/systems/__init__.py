@@ -14,6 +14,9 @@ from tenfold.systems import fctl
 from tenfold.systems import rulenet
 from tenfold.systems import doorping
 from tenfold.systems import ssdg
+from tenfold.systems import cmt
+from tenfold.systems import drumlm
+from tenfold.systems import reft
 
 SYSTEMS: dict[str, SystemSpec] = {
     "qae": qae.SPEC,
@@ -23,6 +26,9 @@ SYSTEMS: dict[str, SystemSpec] = {
     "rulenet": rulenet.SPEC,
     "doorping": doorping.SPEC,
     "ssdg": ssdg.SPEC,
+    "cmt": cmt.SPEC,
+    "drumlm": drumlm.SPEC,
+    "reft": reft.SPEC,
 }
 
 
