@@ -2,13 +2,13 @@
 Evolving Intermediate Domain" (arXiv 2111.10221) on StyleDigits-4, every arm through the same harness (spec 6).
 
 One seed: one data draw, split and initial backbone shared by every arm. Arms: ERM on D_L, ERM + MixStyle,
-NaivePL + MixStyle, FixMatch (SSL peer, opt-in), `MCDThenDG` (= cycle 0 of the cyclic run), the cyclic method
+NaivePL + MixStyle, FixMatch (SSL peer, opt-in), `MCDThenDG` (one cycle, its own run), the cyclic method
 (label-free selection) and two branches copied from the cyclic run after cycle 0 (cycle 0 is identical in all
 three because I^0 is empty): "no intermediate domain" (selection ratio 0: the ablation that switches off exactly
 the evolving intermediate domain, same budget) and, apart, ORACLE (the released selection that reads the
 unlabeled domains' ground truth). Every evaluated network takes the same optimizer steps and validations as the
-cyclic method's peer a (baselines.matched_budget; "one cycle" is a third of them, flagged), is chosen on the
-labeled domain's validation split and evaluated on the target once, at the end.
+cyclic method's peer a (baselines.matched_budget; "one cycle" is one cycle of num_cycles x the DG epochs), is
+chosen on the labeled domain's validation split and evaluated on the target once, at the end.
 
 Rows (verdicts computed from the measured numbers; chance = 1/C is the reference of every accuracy row):
   check  calibration gate: labeled-only pseudo-label accuracy on every D_U >= reproduce.calibration_min_acc
@@ -105,11 +105,21 @@ def run_cycles(cfg: Config, task: Task, device: str, record) -> dict[str, Any]:
         hist.append(report_cycle(task, rec, trainer.select()))
         recs.append(rec)
         passes.append(trainer.image_passes)
-    record("one_cycle", recs[0]["state"], passes[0], per_cycle_steps, dg, True, t0, recs[0]["best_val"])
     record("cyclic", recs[-1]["state"], passes[-1], cycles * per_cycle_steps, cycles * dg, True, t0,
            recs[-1]["best_val"])
     out = {"history": {"cyclic": hist},
            "per_cycle": {"cyclic": [target_accuracy(cfg, r["state"], task) for r in recs]}}
+    # Design choice (guide: same budget for every arm): "one cycle" is one Phase 1 + one Phase 2 of
+    # num_cycles x dg_epochs epochs, the cyclic run's steps and validations in one cycle. The spec's "cycle 0 of
+    # the cyclic run" had a third of the steps; its target accuracy stays in the cyclic arm's per-cycle list.
+    seed_everything(cfg.seed)
+    t0 = time.perf_counter()
+    one_cfg = override(cfg, {"train.num_cycles": 1, "train.dg_epochs": cycles * dg})
+    one = CyclicSSDG(one_cfg, task.train, task.unlabeled, task.val, task.num_classes, device, web_labels_of(task))
+    rec1 = one.train_cycle()
+    out["history"]["one_cycle"] = [report_cycle(task, rec1, one.select())]
+    record("one_cycle", rec1["state"], one.image_passes, cycles * per_cycle_steps, cycles * dg, True, t0,
+           rec1["best_val"])
     arms = [("no_inter", "confidence", None)]
     if cfg.reproduce.use_oracle:
         arms.append(("oracle", "oracle", [task.hidden_truth[n] for n in task.unlabeled_names]))
