@@ -14,6 +14,7 @@ pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 from tenfold.core.config import make_config  # noqa: E402
+from tenfold.core.errors import InputError  # noqa: E402
 from tenfold.systems.drumlm import train as train_mod  # noqa: E402
 from tenfold.systems.drumlm.arms import collate, dev_nll, load_arm, weights_path  # noqa: E402
 from tenfold.systems.drumlm.config import PROFILES, Config  # noqa: E402
@@ -117,3 +118,24 @@ def test_smoke_run_end_to_end_and_predict(tmp_path):
     assert len(lines) == 5 * 16
     bar = ["---oo-", "------", "----o-", "------", "--o-o-", "------", "----o-", "------"] * 2
     assert lines[:48] == bar * 3
+
+
+def test_eval_refuses_a_run_without_weights_before_writing(tmp_path):
+    cfg = smoke(**{"train.arms": ("C",), "train.steps_c": 2})
+    run = tmp_path / "run"
+    train_mod.train(cfg, run)
+    weights_path(run, "C").unlink()
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    with pytest.raises(InputError, match=r"C\.safetensors: not found"):
+        evaluate(cfg, run)
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # no midi/human, no eval.json
+
+
+def test_reproduce_twice_retrains_when_scored_weights_were_deleted(tmp_path):
+    from tenfold.systems.drumlm.reproduce import reproduce
+
+    first = reproduce("smoke", 0, tmp_path)
+    assert not weights_path(tmp_path / "run", "A").exists()  # deleted once scored
+    again = reproduce("smoke", 0, tmp_path)  # e.g. after a kill between scoring and the rows, or a code change
+    assert [r.claim for r in again] == [r.claim for r in first]
+    assert [r.method_value for r in again] == pytest.approx([r.method_value for r in first], nan_ok=True)

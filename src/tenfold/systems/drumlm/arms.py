@@ -109,7 +109,7 @@ def build_arm(cfg: Config, name: str, seed: int) -> Arm:
         loaded = lm.load_lm_config(cfg.lm, "pretrained" if name == "A" else "random", seed,
                                    vocab_size=CharTokenizer.vocab_size)
         codec = char_codec() if loaded.tokenizer is None else bpe_codec(loaded.tokenizer)
-        return Arm(name, loaded.model, codec, "hf", {**loaded.info, "max_length": cfg.train.max_length})
+        return Arm(name, loaded.model.to(cfg.device), codec, "hf", {**loaded.info, "max_length": cfg.train.max_length})
     if name != "C":
         raise InputError(f"train.arms: unknown arm {name!r}; expected A, B or C")
     c = cfg.model_c
@@ -117,7 +117,7 @@ def build_arm(cfg: Config, name: str, seed: int) -> Arm:
         torch.manual_seed(seed)
         model = DrumTransformer(DrumTransformerConfig(CharTokenizer.vocab_size, c.num_layers, c.d_model,
                                                       c.num_heads, c.d_ff, c.context_length, c.dropout))
-    return Arm(name, model, char_codec(), "scratch", {"name": NAMES["C"], "max_length": c.context_length})
+    return Arm(name, model.to(cfg.device), char_codec(), "scratch", {"name": NAMES["C"], "max_length": c.context_length})
 
 
 def trainable_only(cfg: Config, name: str) -> bool:
@@ -136,7 +136,7 @@ def save_arm(cfg: Config, arm: Arm, run_dir: Path) -> Path:
     path = weights_path(run_dir, arm.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     if trainable_only(cfg, arm.name):
-        state = {n: p.detach().contiguous() for n, p in arm.model.named_parameters() if p.requires_grad}
+        state = {n: p.detach().cpu().contiguous() for n, p in arm.model.named_parameters() if p.requires_grad}
     else:
         seen: set[int] = set()
         state = {}
@@ -144,7 +144,7 @@ def save_arm(cfg: Config, arm: Arm, run_dir: Path) -> Path:
             if t.data_ptr() in seen:
                 continue
             seen.add(t.data_ptr())
-            state[n] = t.detach().contiguous()
+            state[n] = t.detach().cpu().contiguous()
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp), metadata={"arm": arm.name})
     tmp.replace(path)
@@ -218,6 +218,8 @@ def logits_of(arm: Arm, x: Tensor, mask: Tensor) -> Tensor:
 
 
 def batch_terms(arm: Arm, batch: dict[str, Tensor], weight_prompt: float) -> dict[str, Tensor]:
+    device = next(arm.model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
     logits = logits_of(arm, batch["x"], batch["mask"])
     return completion_lm_loss(logits, batch["y"], batch["is_completion"], batch["is_real"], weight_prompt)
 

@@ -192,8 +192,8 @@ class Config:
             raise ConfigError("data.gmd_root must name a Groove MIDI Dataset folder when data.source = 'gmd'")
 
 
-# Every seed looked at while developing drumlm (first session: generator, encoder and test seeds 0-5, 7, 8, 11;
-# no model was trained). The claim seeds 1000-1002 were never run.
+# Every seed looked at while developing drumlm (generator, encoder and test seeds 0-5, 7, 8, 11; seed 0: the quick
+# timing run; seed 1: benchmarks/drumlm_lr_search.py). The claim seeds 1000-1002 are used by the claim run only.
 DEV_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 7, 8, 11)
 
 # Each profile: the command, expected time, expected result (spec section 5).
@@ -221,6 +221,6 @@ PROFILES: dict[str, dict[str, object]] = {
               "eval.dev_windows": 8},
     # full (GPU): `tenfold train drumlm --profile full` (minutes per model on one H100, estimate): whole pieces,
     # 4 epochs, batch 8, max length 1,300; GMD when data.gmd_root is set (--set data.source=gmd
-    # data.gmd_root=DIR), else the generator; every test prompt, <= 1,000 new tokens.
+    # --set data.gmd_root=DIR), else the generator; every test prompt, <= 1,000 new tokens.
     "full": {},
 }

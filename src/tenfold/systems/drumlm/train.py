@@ -68,14 +68,42 @@ def batch_order(seed: int, num_records: int, steps: int, batch: int) -> list[lis
     return [flat[s * batch:(s + 1) * batch] for s in range(steps)]
 
 
+def make_optimizer(cfg: Config, arm: Arm, hp: dict[str, Any]) -> tuple[list[torch.nn.Parameter],
+                                                                        torch.optim.Optimizer,
+                                                                        torch.optim.lr_scheduler.LambdaLR]:
+    """(trainable parameters, AdamW over them, warm-up + cosine schedule) of one arm with `arm_hparams` `hp`
+    (with LoRA only the adapters require grad)."""
+    params = [p for p in arm.model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=cfg.train.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: schedule(s, hp["steps"], cfg.train.warmup))
+    return params, opt, sched
+
+
+def train_step(cfg: Config, arm: Arm, batch: dict[str, torch.Tensor], params: list[torch.nn.Parameter],
+               opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, bf16: bool,
+               step: int) -> dict[str, torch.Tensor]:
+    """One optimiser step on a `collate` batch: forward and `completion_lm_loss` (bf16 autocast when `bf16`),
+    stop on a non-finite loss, backward, clip at `train.grad_clip`, AdamW step, schedule step. Returns the loss
+    terms (also what benchmarks/drumlm_bench.py times for the fine-tuning tokens/s)."""
+    with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=bf16):
+        terms = batch_terms(arm, batch, cfg.train.weight_prompt)
+    if not torch.isfinite(terms["loss"]):
+        raise FloatingPointError(f"drumlm arm {arm.name}: non-finite loss at step {step}; stopping "
+                                 f"(lr {sched.base_lrs[0]}, bf16 {bf16})")
+    opt.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+    opt.step()
+    sched.step()
+    return terms
+
+
 def train_arm(cfg: Config, run: RunDir, name: str, records: list[dict[str, str]], state: dict[str, Any],
               step0: int) -> dict[str, Any]:
     """Train one arm; returns its budget {steps, batch, lr, tokens, wall_s, parameters, final losses}."""
     arm = build_arm(cfg, name, arm_seed(cfg, name))
     hp = arm_hparams(cfg, name, len(records))
-    params = [p for p in arm.model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=cfg.train.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: schedule(s, hp["steps"], cfg.train.warmup))
+    params, opt, sched = make_optimizer(cfg, arm, hp)
     start, tokens, wall0 = 0, 0, 0.0
     if state.get("arm") == name and "model" in state:  # resume C mid-arm
         arm.model.load_state_dict(state["model"])
@@ -92,16 +120,7 @@ def train_arm(cfg: Config, run: RunDir, name: str, records: list[dict[str, str]]
         for step in range(start, hp["steps"]):
             batch = collate([encoded[i] for i in order[step]], arm.codec.pad_id)
             ts = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                terms = batch_terms(arm, batch, cfg.train.weight_prompt)
-            if not torch.isfinite(terms["loss"]):
-                raise FloatingPointError(f"drumlm arm {name}: non-finite loss at step {step}; stopping "
-                                         f"(lr {hp['lr']}, bf16 {bf16})")
-            opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-            opt.step()
-            sched.step()
+            terms = train_step(cfg, arm, batch, params, opt, sched, bf16, step)
             n_tok = int(batch["is_real"].sum())
             tokens += n_tok
             if (step + 1) % cfg.train.log_every == 0 or step + 1 == hp["steps"]:
@@ -157,4 +176,4 @@ def _read_budgets(run: RunDir) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-__all__ = ["train", "train_arm", "schedule", "batch_order", "Arm"]
+__all__ = ["train", "train_arm", "train_step", "make_optimizer", "schedule", "batch_order", "Arm"]
