@@ -217,6 +217,10 @@ PROFILES: dict[str, dict[str, object]] = {
     "quick": {"data.window_bars": 6, "model_c.d_model": 128, "model_c.d_ff": 512, "model_c.context_length": 768,
               "train.steps_lm": 36, "train.batch_lm": 1, "train.max_length": 384, "train.warmup": 3 / 36,
               "train.steps_c": 150, "train.batch_c": 8, "train.log_every": 4,
+              # Design choice: each arm's rate from benchmarks/drumlm_lr_search.py on dev seed 1 (the same 3-rate
+              # grid per arm, dev windows 8-23; C searched at 100 steps): A 3e-4 (0.731 nats / line), B 1e-3
+              # (6.926), C 1e-3 (1.637).
+              "train.lr_a": 3e-4, "train.lr_b": 1e-3, "train.lr_c": 1e-3,
               "sample.max_new_tokens": 288, "sample.max_new_chars": 480, "sample.num_prompts": 8,
               "eval.dev_windows": 8},
     # full (GPU): `tenfold train drumlm --profile full` (minutes per model on one H100, estimate): whole pieces,
