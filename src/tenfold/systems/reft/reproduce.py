@@ -111,6 +111,9 @@ def _mean(runs: list[dict], key: str) -> float:
     return float(np.mean([x[key] for x in runs]))
 
 
+BAP_KEEP = 5.0 / 36.0  # the paper's tolerance (5 bAP points) at its base bAP (36.0, RefT R-50 gFSIS; spec)
+
+
 def rows(cfg: Config, seed: int, res: dict, base_m: dict, base_wall: float, ident: float, viol: int,
          wall: float) -> list[Measurement]:
     r, t = cfg.reproduce, cfg.train
@@ -135,11 +138,17 @@ def rows(cfg: Config, seed: int, res: dict, base_m: dict, base_wall: float, iden
             cmp(f"ablation {ka}-shot: both references > query link off", "novel segm nAP (%)", "reft", "no_link", ka)]
     kmax = max(r.shots)
     base_budget = {"base_steps": t.base_steps, "base_wall_s": round(base_wall, 1)}
+    # Design choice: the paper's "bAP within ~5 points of the base model" is stated at a base bAP of ~36 (R-50,
+    # spec table); taken in absolute points it cannot fail once the base model's bAP is below 5 (the quick scale:
+    # ~4 %), so the row compares the retained fraction RefT bAP / base bAP with 1 - 5 / 36.
+    reft_bap = _mean(res[("reft", kmax)], "bAP")
     out.append(Measurement(
-        system=SYSTEM, claim=f"gFSIS {kmax}-shot: RefT keeps bAP within 5 points of the base model",
-        metric="base segm bAP (%)", method=NAMES["reft"], method_value=_mean(res[("reft", kmax)], "bAP"),
-        baseline=NAMES["base"], baseline_value=base_m["bAP"], relation=Relation(">=", -5.0), seed=seed,
-        wall_time_s=wall, details=detail_base + "; one model ranks every class (no oracle restriction)",
+        system=SYSTEM, claim=f"gFSIS {kmax}-shot: RefT keeps the base model's bAP (within 5 of 36 points, as a "
+        "fraction)", metric="bAP retained (RefT bAP / base bAP)", method=NAMES["reft"],
+        method_value=reft_bap / base_m["bAP"] if base_m["bAP"] > 0 else float("nan"),
+        baseline=NAMES["base"] + " (1.0)", baseline_value=1.0, relation=Relation(">=", -BAP_KEEP), seed=seed,
+        wall_time_s=wall, details=detail_base + f"; bAP RefT {reft_bap:.3f} %, base {base_m['bAP']:.3f} %; one model "
+        "ranks every class (no oracle restriction)",
         budget={"method": budget("reft", kmax), "baseline": base_budget}))
     if len(r.shots) > 1:
         kmin = min(r.shots)
