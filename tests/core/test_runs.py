@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tenfold.core import runs as runs_mod
-from tenfold.core.runs import RunDir, atomic_write_bytes
+from tenfold.core.runs import RunDir, atomic_dir, atomic_write_bytes
 from tenfold.core.runtime import seed_everything, select_device
 
 
@@ -95,3 +95,18 @@ def test_select_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             select_device("cuda")
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path):
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(final) as tmp:
+            (tmp / "new.txt").write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert [p.name for p in final.iterdir()] == ["old.txt"]  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left behind
+    with atomic_dir(final) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in final.iterdir()] == ["new.txt"]

@@ -24,9 +24,6 @@ import io
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,25 +43,6 @@ log = logging.getLogger("tenfold.maskfocal")
 
 # ----------------------------------------------------------------------------------------------------------
 # Formats: COCO JSON (boxes) and a points CSV, written for SynthCrowd and read for users' data alike.
-
-
-def _atomic_dir(final: Path):
-    """Context: yields a temporary sibling folder that replaces `final` only when the block succeeds."""
-
-    @contextlib.contextmanager
-    def cm():
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
-        try:
-            yield tmp
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-
-    return cm()
 
 
 def write_coco(frames: list[Frame], folder: Path, split: str, visibility_threshold: float = 0.2) -> Path:
@@ -120,7 +98,9 @@ def prepare_synth(cfg_data, seed: int, folder: Path) -> dict[str, dict[str, Path
     if mf.exists() and json.loads(mf.read_text()) == manifest:
         return paths
     sizes = {"train": cfg_data.num_train_images, "val": cfg_data.num_val_images, "test": cfg_data.num_test_images}
-    with _atomic_dir(folder) as tmp:
+    from tenfold.core.runs import atomic_dir
+
+    with atomic_dir(folder) as tmp:
         for split, n in sizes.items():
             frames = make_synth_crowd(seed, n, cfg_data.image_size, cfg_data.min_heads, cfg_data.max_heads,
                                       cfg_data.frames_per_sequence, SPLIT_SEQUENCE_OFFSET[split],

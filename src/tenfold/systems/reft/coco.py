@@ -34,14 +34,10 @@ everything is checked before anything is written.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -50,6 +46,7 @@ import numpy as np
 import torch
 
 from tenfold.core.errors import InputError
+from tenfold.core.runs import atomic_dir
 
 log = logging.getLogger("tenfold.reft")
 
@@ -526,21 +523,6 @@ def write_coco(samples: list[Sample], split: CategorySplit, json_path: Path, ima
     return Path(json_path)
 
 
-@contextlib.contextmanager
-def _atomic_dir(final: Path):
-    """Yields a temporary sibling folder that replaces `final` only when the block succeeds."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
-    try:
-        yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def write_shapes(preset, seed: int, folder: Path, shots: tuple[int, ...] = (1, 5, 10, 30),
                  kshot_seeds: tuple[int, ...] = tuple(range(10))) -> dict[str, Path]:
     """A ShapesFSIS build on disk (spec 4.1): images/, base_train.json, fewshot_pool.json, test.json, meta.json,
@@ -568,7 +550,7 @@ def write_shapes(preset, seed: int, folder: Path, shots: tuple[int, ...] = (1, 5
             return names
     except (OSError, ValueError):
         pass
-    with _atomic_dir(folder) as tmp:
+    with atomic_dir(folder) as tmp:
         for name in shapes.SPLITS:
             write_coco(shapes.generate_split(preset, name, seed), split, tmp / f"{name}.json", tmp / "images")
         write_kshot_files(tmp / "fewshot_pool.json",
