@@ -101,6 +101,11 @@ def test_smoke_run_end_to_end_and_predict(tmp_path):
     assert "A_nll_per_line" in out and math.isfinite(out["ref_nll_position_bernoulli"])
     assert out["ref_repeat_mean_stability"] == 0.0 and out["ref_repeat_repetition_rate"] == 1.0
     assert (run / "midi" / "A").is_dir() and (run / "generations" / "C.json").exists()
+    ev = json.loads((run / "eval.json").read_text())
+    for m in [*ev["arms"].values(), *ev["references"].values()]:  # component 13 histogram: novelty is its "0" share
+        assert sum(m["duplication"].values()) == m["novel_bars_of"]
+        if m["novel_bars_of"]:
+            assert m["duplication"].get("0", 0) / m["novel_bars_of"] == pytest.approx(m["novelty"])
     # dev NLL is a sum over records: scoring one record at a time gives the same value
     arm = load_arm(cfg, run, "C")
     recs = json.loads((run / "generations" / "C.json").read_text())

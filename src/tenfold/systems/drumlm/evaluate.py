@@ -32,8 +32,9 @@ from .arms import dev_nll, drum_lines, load_arm, load_records, sample_continuati
 from .config import ARMS, Config
 from .data import Piece
 from .drumroll import LINES_PER_BAR, drop_leading_bars, drumroll_to_midi, parse_drumroll, write_midi
-from .structure import (VOICES, bar_pool, distance_to_human, novelty, onset_density, piece_features,
-                        random_reference, repeat_reference, repetition_rate, structure_summary, validity)
+from .structure import (VOICES, bar_pool, distance_to_human, duplication_histogram, novelty, onset_density,
+                        piece_features, random_reference, repeat_reference, repetition_rate, structure_summary,
+                        validity)
 
 
 def scored_bars(cfg: Config) -> int:
@@ -72,7 +73,9 @@ def score(pieces: Sequence[Sequence[str]], human: Any, pool: Counter, train_dens
     out = {"mean_stability": s.mean_stability, "centre_gap": s.centre_gap, "mean_deviation": s.mean_deviation,
            "repetition_rate": repetition_rate(pieces, prompt_bars), "novelty": nov, "novel_bars_of": n_bars,
            "generated_bars": sum(len(g) for g in gen_lines) / LINES_PER_BAR / max(1, len(pieces)),
-           "density": dens}
+           "density": dens,
+           # component 13: {occurrences in the pool: non-empty generated bars}; its "0" entry / novel_bars_of = novelty
+           "duplication": {str(k): v for k, v in sorted(duplication_histogram(pieces, pool, prompt_bars).items())}}
     out["density_rel_error"] = {v: (dens[v] - train_density[v]) / train_density[v] if train_density[v] else math.nan
                                 for v in ("snare", "kick", "hihat")}
     if human is not None:
