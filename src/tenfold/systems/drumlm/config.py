@@ -55,8 +55,13 @@ class ScratchConfig:
     d_ff: int = 1024
     context_length: int = 2048  # characters: a 16-bar piece is ~1,860 (spec pitfall 15)
     dropout: float = 0.1
+    # "char" = CharTokenizer (spec 2.7, the reproduction); "line" = LineTokenizer, one token per drum line (spec 2.7's
+    # ablation: ~272 tokens per 16-bar piece, so context_length counts lines there)
+    tokenizer: Literal["char", "line"] = "char"
 
     def __post_init__(self) -> None:
+        if self.tokenizer not in ("char", "line"):
+            raise ConfigError(f"model_c.tokenizer must be 'char' or 'line', got {self.tokenizer!r}")
         for name in ("num_layers", "d_model", "num_heads", "d_ff", "context_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model_c.{name} must be >= 1, got {getattr(self, name)}")

@@ -22,7 +22,7 @@ import torch
 from tenfold.core.config import load_config
 from tenfold.core.errors import InputError
 
-from .arms import load_arm, sample_continuation, weights_path
+from .arms import TOKENS_PER_BAR, load_arm, sample_continuation, weights_path
 from .config import ARMS, Config
 from .drumroll import (EMPTY, LINES_PER_BAR, drop_leading_bars, drumroll_to_midi, load_midi, midi_to_drumroll,
                        parse_drumroll, with_separators)
@@ -78,9 +78,11 @@ def predict(run_dir: Path, input_path: Path, output_path: Path, bars: int | None
     lines, prompt_lines, bpm = read_prompt(inp, cfg.data.prompt_bars)
     arm = load_arm(cfg, run_dir, arm_name)
     prompt = "\n".join(with_separators(prompt_lines)) + "\n"
-    if arm.kind == "scratch" and len(arm.codec.encode(prompt)) + bars * 116 > arm.model.cfg.context_length:
-        raise InputError(f"--bars {bars}: arm C's context of {arm.model.cfg.context_length} characters holds at most "
-                         f"{(arm.model.cfg.context_length - len(prompt)) // 116} new bars")
+    per_bar, n_prompt = TOKENS_PER_BAR[arm.codec.kind], len(arm.codec.encode(prompt))
+    if arm.kind == "scratch" and n_prompt + bars * per_bar > arm.model.cfg.context_length:
+        unit = "lines" if arm.codec.kind == "line" else "characters"
+        raise InputError(f"--bars {bars}: arm C's context of {arm.model.cfg.context_length} {unit} holds at most "
+                         f"{(arm.model.cfg.context_length - n_prompt) // per_bar} new bars")
     with torch.no_grad():
         text = sample_continuation(arm, cfg, [prompt], cfg.seed, bars=bars)[0]
     generated, report = parse_drumroll(text[len(prompt):])
