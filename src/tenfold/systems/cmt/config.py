@@ -137,6 +137,9 @@ class ReproduceConfig:
 
     # Design choice: the masked-modal arms reuse the fusion model trained with ModalMask3D (the paper's setting).
     include_2d_pe: bool = True  # camera-only with a plain 2D PE vs the ray PE (spec 6)
+    # spec 6 "fusion trained without ModalMask3D": the same fusion model trained with train.use_modal_mask off, the
+    # ablation of exactly the masked-modal contribution
+    include_no_modal_mask: bool = True
     plots: bool = True
 
 
