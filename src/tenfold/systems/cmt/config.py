@@ -183,7 +183,7 @@ PROFILES: dict[str, dict] = {
         "train.batch_size": 2, "train.steps": 3, "train.dn_scalar": 2, "train.checkpoint_every": 2,
         "train.lr": 2e-4,
     },
-    # tenfold reproduce cmt   (quick: 3 claim seeds x 4 trained arms, <= 15 min on 2 cores; README table)
+    # tenfold reproduce cmt --jobs 3   (quick: 3 claim seeds x 5 trained arms, <= 15 min on 2 cores; README table)
     "quick": {
         **_SMALL_WORLD,
         # Deviation: 240 train / 60 val scenes (spec 1,500 / 300); 6 cameras of 32 x 96 (spec 96 x 256).
