@@ -30,7 +30,7 @@ import torch
 
 from tenfold.core.config import make_config
 from tenfold.systems.drumlm import lm
-from tenfold.systems.drumlm.arms import build_arm, char_codec, collate, encode, load_records
+from tenfold.systems.drumlm.arms import bpe_codec, build_arm, char_codec, collate, encode, load_records
 from tenfold.systems.drumlm.config import PROFILES, Config
 from tenfold.systems.drumlm.train import arm_hparams, batch_order, make_optimizer, train_step
 from tenfold.systems.drumlm.data import load_pieces, window_examples
@@ -127,14 +127,14 @@ def main() -> None:
             print(f"load: first (GGUF -> fp32 + write cache) {t_first:.1f} s; cached (safetensors) {t_cached:.1f} s; "
                   f"identical tensors {same}")
             del a
-            from tenfold.systems.drumlm.arms import bpe_codec
             codec = bpe_codec(a2.tokenizer)
         model, tok = a2.model, (_CharAsHF() if args.tiny else a2.tokenizer)
         print(f"parameters: {num_parameters(model):,} (tied embeddings counted once); "
               f"vocabulary {model.config.vocab_size:,}; layers {model.config.num_hidden_layers}")
-        sampling(args, model, tok, codec)
+        dev = dev_examples(args)
+        sampling(args, model, tok, codec, dev[0]["prompt"])
         if not args.skip_nll:
-            b, dev = lm.random_twin(model.config, seed=0), dev_examples(args)
+            b = lm.random_twin(model.config, seed=0)
             for label, m in (("A pretrained", model), ("B random init, seed 0", b)):
                 (per_line, per_token), sec = timed(lambda m=m: dev_nll(m, tok, dev))
                 print(f"dev NLL, untrained {label}: {per_line:.3f} nats / drum line, {per_token:.3f} nats / token "
@@ -152,15 +152,14 @@ def dev_examples(args) -> list:
     return window_examples(pieces["dev"])[: args.dev_windows]
 
 
-def sampling(args, model, tok, codec) -> None:
-    """Greedy sampling: ours with / without the KV cache next to `generate`."""
+def sampling(args, model, tok, codec, prompt_text: str) -> None:
+    """Greedy sampling from `prompt_text`: ours with / without the KV cache next to `generate`."""
     if not args.tiny:  # the CharTokenizer only spells drumroll text
         ids = tok("The capital of France is", add_special_tokens=False)["input_ids"]
         out = lm.generate_lm(model, [ids], 8, temperature=0, pad_id=tok.pad_token_id)
         print(f"greedy: 'The capital of France is' -> {tok.decode(out[0])!r}")
 
-    dev = dev_examples(args)
-    prompt = codec.encode(dev[0]["prompt"])
+    prompt = codec.encode(prompt_text)
     n, pad, eos = args.new_tokens, codec.pad_id, codec.eos_id
     runs = {
         "ours, KV cache": lambda: lm.generate_lm(model, [prompt], n, temperature=0, pad_id=pad, eos_id=eos)[0],

@@ -39,16 +39,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from timing import median_seconds
+from timing import interleaved_medians
 
 from tenfold.core.config import make_config
 from tenfold.systems.reft import shapes
@@ -60,22 +58,6 @@ from tenfold.systems.reft.train import build_model, fit, predict_samples, refere
 
 LABELS = {"reft": "reft (both references)", "finetune": "finetune (no reference)",
           "no_feature": "no_feature (query link only)", "no_link": "no_link (feature ref. only)"}
-
-
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function over `repeats` calls timed round-robin, after one warm-up call each.
-
-    Design choice: the arms are compared on a machine shared with a training run, whose load drifts over
-    seconds; timing them in turns (A B C D A B C D ...) rather than one after the other (median_seconds on
-    each in sequence) spreads the drift over every arm alike.
-    """
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(median_seconds(fn, 1, warmup=0))  # one timed call
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocked: torch.Tensor) -> torch.Tensor:

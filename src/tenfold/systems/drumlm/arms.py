@@ -160,13 +160,19 @@ def save_arm(cfg: Config, arm: Arm, run_dir: Path) -> Path:
     return path
 
 
+def require_weights(run_dir: Path, name: str) -> Path:
+    """The path of arm `name`'s weights in `run_dir` (InputError naming it when absent)."""
+    path = weights_path(run_dir, name)
+    if not path.is_file():
+        raise InputError(f"{path}: not found; expected the weights of arm {name} written by `tenfold train drumlm`")
+    return path
+
+
 def load_arm(cfg: Config, run_dir: Path, name: str) -> Arm:
     """The arm with the weights `train` saved in `run_dir/models/<name>.safetensors` (InputError when absent)."""
     from safetensors.torch import load_file
 
-    path = weights_path(run_dir, name)
-    if not path.is_file():
-        raise InputError(f"{path}: not found; expected the weights of arm {name} written by `tenfold train drumlm`")
+    path = require_weights(run_dir, name)
     arm = build_arm(cfg, name, cfg.seed)
     try:
         state = load_file(str(path))

@@ -28,7 +28,8 @@ import torch
 from tenfold.core.errors import InputError
 from tenfold.core.runs import RunDir
 
-from .arms import dev_nll, drum_lines, load_arm, load_records, sample_continuation, weights_path, write_json
+from .arms import dev_nll, drum_lines, load_arm, load_records, require_weights, sample_continuation,
+                   write_json
 from .config import ARMS, Config
 from .data import Piece
 from .drumroll import LINES_PER_BAR, drop_leading_bars, drumroll_to_midi, parse_drumroll, write_midi
@@ -94,9 +95,7 @@ def evaluate(cfg: Config, run_dir: Path) -> dict[str, Any]:
     if not RunDir(run_dir).config_path.exists():
         raise InputError(f"{run_dir / 'config.json'}: not found; expected a run directory of `tenfold train drumlm`")
     for name in [a for a in ARMS if a in cfg.train.arms]:  # refuse before anything is written
-        if not weights_path(run_dir, name).is_file():
-            raise InputError(f"{weights_path(run_dir, name)}: not found; expected the weights of arm {name} written "
-                             "by `tenfold train drumlm`")
+        require_weights(run_dir, name)
     pieces, records = load_records(cfg)
     nb, pb = scored_bars(cfg), cfg.data.prompt_bars
     n_lines = nb * LINES_PER_BAR
