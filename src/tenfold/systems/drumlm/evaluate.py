@@ -28,8 +28,8 @@ import torch
 from tenfold.core.errors import InputError
 from tenfold.core.runs import RunDir
 
-from .arms import dev_nll, drum_lines, load_arm, load_records, require_weights, sample_continuation,
-                   write_json
+from .arms import (dev_nll, drum_lines, load_arm, load_records, require_weights, sample_continuation,
+                   write_json)
 from .config import ARMS, Config
 from .data import Piece
 from .drumroll import LINES_PER_BAR, drop_leading_bars, drumroll_to_midi, parse_drumroll, write_midi
