@@ -2,7 +2,9 @@
 file, and the run directory / output untouched.
 
 Readers: a nuScenes root (`tenfold predict cmt --input ROOT`: version folder, sweeps, calibration entries, point
-files, image sizes) and a SynthDrive folder (`tenfold train cmt --set data.root=DIR` and predict).
+files, image sizes) and a SynthDrive folder (`tenfold train cmt --set data.root=DIR` and predict). The nuScenes
+annotation reader's catalogue (`tenfold train cmt --set data.source=nuscenes`: annotation tables, tokens,
+rotations, sizes, splits, data.root) is in test_nuscenes_annotations.py.
 """
 
 from __future__ import annotations
@@ -124,8 +126,3 @@ def test_synthdrive_points_of_wrong_shape_in_predict(run_dir, tmp_path, capsys):
     rec = json.loads((folder / "infos_val.json").read_text())[0]
     np.save(folder / rec["lidar_path"], np.zeros((4, 3), np.float32))
     _refused_predict(run_dir, folder, [rec["lidar_path"], "(N, >= 5)"], tmp_path, capsys)
-
-
-def test_nuscenes_source_cannot_train(tmp_path, capsys):
-    assert_refused(["train", "cmt", "--profile", "smoke", "--out", str(tmp_path / "run"), "--set",
-                    "data.source=nuscenes"], ["data.source=nuscenes", "predict"], tmp_path / "run", capsys)

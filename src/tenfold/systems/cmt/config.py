@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tenfold.core.config import ConfigError
+from tenfold.systems.cmt.metrics import NUSCENES_CLASSES
 
 SYNTH_CLASSES = ("car", "truck", "bus", "pedestrian", "bicycle", "barrier", "traffic_cone", "bollard")
 Modality = Literal["fusion", "lidar", "camera"]
@@ -20,11 +21,15 @@ Modality = Literal["fusion", "lidar", "camera"]
 @dataclass(frozen=True)
 class DataConfig:
     """Where the samples come from. `source="synthdrive"` generates them (spec 4.1); `"nuscenes"` reads a
-    nuScenes folder (`root` holding `<version>/`, `samples/`, `sweeps/`) for evaluation / prediction."""
+    nuScenes folder (`root` holding `<version>/`, `samples/`, `sweeps/`) with its annotations for training and
+    evaluation (spec 4.2; nuscenes.py), and any nuScenes root for prediction."""
 
     source: Literal["synthdrive", "nuscenes"] = "synthdrive"
     root: str | None = None  # nuScenes root; for SynthDrive an optional cache folder (None: generate in memory)
     version: str = "v1.0-mini"
+    # nuScenes train / val scenes: built in for v1.0-mini (devkit mini_train / mini_val); any other version needs
+    # a JSON file {"train": [scene names], "val": [scene names]} (it also overrides the mini lists).
+    split_file: str | None = None
     num_train_scenes: int = 1500  # spec 4.1 small preset: 1,500 train / 300 val
     num_val_scenes: int = 300
     # Design choice: SynthDrive may be cut to a subset of its 8 classes (class probabilities renormalised).
@@ -40,9 +45,17 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.source not in ("synthdrive", "nuscenes"):
             raise ConfigError(f"data.source must be 'synthdrive' or 'nuscenes', got {self.source!r}")
-        bad = [c for c in self.classes if c not in SYNTH_CLASSES] if self.source == "synthdrive" else []
+        if self.source == "nuscenes" and self.classes == SYNTH_CLASSES:
+            # Design choice: the SynthDrive default list reads as "not chosen": nuScenes gets its 10 detection
+            # classes, so `--set data.source=nuscenes` alone works. Any other list is checked as given.
+            object.__setattr__(self, "classes", NUSCENES_CLASSES)
+        allowed = NUSCENES_CLASSES if self.source == "nuscenes" else SYNTH_CLASSES
+        bad = [c for c in self.classes if c not in allowed]
         if bad or not self.classes:
-            raise ConfigError(f"data.classes must be a non-empty subset of {SYNTH_CLASSES}, got {self.classes}")
+            hint = (" (the smoke / quick profiles pick SynthDrive classes: add e.g. "
+                    "--set data.classes=car,pedestrian,traffic_cone)" if self.source == "nuscenes" else "")
+            raise ConfigError(f"data.classes must be a non-empty subset of {allowed} for data.source="
+                              f"{self.source}, got {self.classes}; not allowed: {bad}{hint}")
         if self.num_train_scenes < 1 or self.num_val_scenes < 1:
             raise ConfigError("data.num_train_scenes and data.num_val_scenes must be >= 1")
         if not 1 <= self.num_cameras <= 6 or not 1 <= self.num_sweeps <= 3:

@@ -2,10 +2,12 @@
 
 Sources (spec 4): SynthDrive scenes generated in memory (synthdrive.py) or read from a folder it wrote
 (`infos_<split>.json`, `points/`, `cams/`), and the nuScenes layout (`<root>/<version>/*.json`, `samples/`,
-`sweeps/`). A sample is a dict:
+`sweeps/`; key frames here, annotations and splits in nuscenes.py). A sample is a dict:
   token, grid (5 Z, Y, X) voxel grid or None, images (N, 3, H, W) uint8 or None, lidar2img (N, 4, 4),
-  gt_boxes (G, 9) gravity centre + velocity, gt_labels (G,), gt_names, gt_attrs, num_pts (G,),
-  lidar2global (4, 4) (identity for SynthDrive: ego = global), missing ("" / "points" / "image").
+  gt_boxes (G, 9) gravity centre + velocity, gt_labels (G,), gt_names, gt_attrs, num_pts (G,) (LiDAR + radar
+  points, the evaluation filter), gt_vel_valid (G,) (False: the GT velocity is unknown, scored as NaN),
+  lidar2global (4, 4) (identity for SynthDrive: ego = global), ego_position (3,) (global; the class-range origin),
+  missing ("" / "points" / "image").
 A modality the input lacks is zeroed (the masked-modal path, ModalMask3D test semantics), never an error.
 Bad inputs raise InputError naming the file, the field and the expected form before anything is written.
 """
@@ -23,7 +25,7 @@ import torch
 from tenfold.core.errors import InputError
 from tenfold.systems.cmt.box_coder import to_nuscenes
 from tenfold.systems.cmt.config import Config, ModelConfig
-from tenfold.systems.cmt.metrics import DetBox, attribute_from_velocity, synthdrive_config
+from tenfold.systems.cmt.metrics import DetBox, DetectionConfig, attribute_from_velocity, synthdrive_config
 from tenfold.systems.cmt.model import POINT_FEATURES, grid_shape, points_to_grid
 from tenfold.systems.cmt.synthdrive import CAMERA_NAMES, SynthConfig, generate_scene
 
@@ -42,11 +44,15 @@ def synth_config(cfg: Config) -> SynthConfig:
 
 
 def make_sample(token: str, points: np.ndarray | None, images: np.ndarray | None, lidar2img: np.ndarray,
-                cfg: Config, gt: dict | None = None, lidar2global: np.ndarray | None = None) -> dict[str, Any]:
-    """Voxelise the points once (no global augmentation in these profiles) and keep images as uint8."""
+                cfg: Config, gt: dict | None = None, lidar2global: np.ndarray | None = None,
+                ego_position: np.ndarray | None = None) -> dict[str, Any]:
+    """Voxelise the points once (no global augmentation in these profiles) and keep images as uint8.
+    `gt`: {"boxes" (G, 9), "names", "attrs", "num_pts"[, "vel_valid"]}; classes outside data.classes dropped."""
     classes = list(cfg.data.classes)
     gt = gt or {"boxes": np.zeros((0, 9)), "names": [], "attrs": [], "num_pts": np.zeros(0)}
     keep = [i for i, n in enumerate(gt["names"]) if n in classes]
+    vel_valid = np.asarray(gt.get("vel_valid", np.ones(len(gt["names"]), bool)), dtype=bool)
+    lidar2global = np.eye(4) if lidar2global is None else lidar2global
     missing = "points" if points is None else "image" if images is None else ""
     if points is None:  # masked-modal path: every point x 0 collapses into the voxel at the origin (spec 13)
         points = np.zeros((1, POINT_FEATURES), dtype=np.float32)
@@ -58,8 +64,10 @@ def make_sample(token: str, points: np.ndarray | None, images: np.ndarray | None
             "gt_boxes": torch.as_tensor(np.asarray(gt["boxes"], dtype=np.float32)[keep].reshape(-1, 9)),
             "gt_labels": torch.as_tensor([classes.index(gt["names"][i]) for i in keep], dtype=torch.long),
             "gt_names": [gt["names"][i] for i in keep], "gt_attrs": [gt["attrs"][i] for i in keep],
-            "num_pts": np.asarray(gt["num_pts"])[keep].astype(int),
-            "lidar2global": np.eye(4) if lidar2global is None else lidar2global, "missing": missing}
+            "num_pts": np.asarray(gt["num_pts"])[keep].astype(int), "gt_vel_valid": vel_valid[keep],
+            "lidar2global": lidar2global,
+            "ego_position": lidar2global[:3, 3].copy() if ego_position is None else np.asarray(ego_position),
+            "missing": missing}
 
 
 def synthdrive_samples(cfg: Config, split: str, num: int | None = None) -> list[dict[str, Any]]:
@@ -113,22 +121,25 @@ def read_image(path: Path, hw: Sequence[int], field: str) -> np.ndarray:
     return img
 
 
-def _matrix(value: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
+def finite_matrix(value: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         arr = np.zeros(0)
     if arr.shape != shape or not np.isfinite(arr).all():
-        raise InputError(f"{where}: expected a finite {'x'.join(map(str, shape))} matrix")
+        what = f"{shape[0]}-vector" if len(shape) == 1 else f"{'x'.join(map(str, shape))} matrix"
+        raise InputError(f"{where}: expected a finite {what}")
     return arr
 
 
 def training_samples(cfg: Config, split: str) -> list[dict[str, Any]]:
-    """The labelled samples of `split`: generated SynthDrive scenes, or `data.root`'s infos_<split>.json (a
-    folder synthdrive.write_split wrote). nuScenes folders are read by predict only (no annotation reader)."""
+    """The labelled samples of `split`: generated SynthDrive scenes, `data.root`'s infos_<split>.json (a folder
+    synthdrive.write_split wrote), or, with data.source=nuscenes, the key frames of the split's scenes of a
+    nuScenes root with their annotations (nuscenes.py)."""
     if cfg.data.source == "nuscenes":
-        raise InputError("data.source=nuscenes: training and evaluation read SynthDrive only (the nuScenes "
-                         "annotation reader is not built); use `tenfold predict cmt --input <nuScenes root>`")
+        from tenfold.systems.cmt.nuscenes import nuscenes_samples
+
+        return nuscenes_samples(cfg, split)
     if cfg.data.root is None:
         return synthdrive_samples(cfg, split)
     folder = Path(cfg.data.root)
@@ -169,7 +180,7 @@ def read_synthdrive_dir(folder: Path, cfg: Config, split: str | None = None) -> 
             if cams and len(names) != cfg.data.num_cameras:
                 raise InputError(f"{where}: field 'cams' has {sorted(cams)}; the run expects "
                                  f"{cfg.data.num_cameras} of {CAMERA_NAMES}")
-            l2i = [_matrix(cams[c].get("lidar2img"), (4, 4), f"{where} cams.{c}.lidar2img") for c in names]
+            l2i = [finite_matrix(cams[c].get("lidar2img"), (4, 4), f"{where} cams.{c}.lidar2img") for c in names]
             imgs = [read_image(folder / cams[c]["data_path"], cfg.data.image_hw, "the run's data.image_hw")
                     for c in names] if names else None
             if not names:  # no cameras: the nominal rig of the run keeps the query PE defined
@@ -202,14 +213,29 @@ def quat_to_matrix(q: Sequence[float]) -> np.ndarray:
                      [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
+# Design choice: a stored rotation must be a unit quaternion within 1e-3 (nuScenes stores ~1e-9); the devkit
+# normalises silently, which would hide a corrupt record.
+QUATERNION_TOL = 1e-3
+
+
+def unit_quaternion(value: Any, where: str) -> np.ndarray:
+    """A stored (w, x, y, z) rotation: finite 4-vector of norm 1 +- QUATERNION_TOL, returned normalised."""
+    q = finite_matrix(value, (4,), where)
+    norm = float(np.linalg.norm(q))
+    if abs(norm - 1.0) > QUATERNION_TOL:
+        raise InputError(f"{where}: quaternion {q.tolist()} has norm {norm:.4g}; expected a unit rotation "
+                         "(w, x, y, z)")
+    return q / norm
+
+
 def _pose(rec: dict, where: str) -> np.ndarray:
     t = np.eye(4)
-    t[:3, :3] = quat_to_matrix(_matrix(rec.get("rotation"), (4,), f"{where}.rotation"))
-    t[:3, 3] = _matrix(rec.get("translation"), (3,), f"{where}.translation")
+    t[:3, :3] = quat_to_matrix(unit_quaternion(rec.get("rotation"), f"{where}.rotation"))
+    t[:3, 3] = finite_matrix(rec.get("translation"), (3,), f"{where}.translation")
     return t
 
 
-def _table(meta: Path, name: str) -> dict[str, dict]:
+def read_table(meta: Path, name: str) -> dict[str, dict]:
     path = meta / f"{name}.json"
     if not path.is_file():
         raise InputError(f"{path}: nuScenes table missing; expected {name}.json in {meta}")
@@ -221,84 +247,111 @@ def _table(meta: Path, name: str) -> dict[str, dict]:
                          f"{type(err).__name__}") from None
 
 
+def nuscenes_tables(root: Path, cfg: Config) -> dict[str, Any]:
+    """The sensor tables of `<root>/<data.version>/` keyed by token, plus `key_frames` {sample: [sample_data]}."""
+    meta = root / cfg.data.version
+    if not meta.is_dir():
+        raise InputError(f"{meta}: nuScenes version folder missing; expected {root}/{cfg.data.version}/ with the "
+                         "JSON tables (set data.version, e.g. v1.0-mini)")
+    tabs: dict[str, Any] = {"root": root, "meta": meta}
+    for name in ("sample", "sample_data", "calibrated_sensor", "ego_pose", "sensor"):
+        tabs[name] = read_table(meta, name)
+    tabs["key_frames"] = {}
+    for sd in tabs["sample_data"].values():
+        if sd.get("is_key_frame"):
+            tabs["key_frames"].setdefault(sd.get("sample_token"), []).append(sd)
+    return tabs
+
+
+def _channel(tabs: dict[str, Any], sd: dict) -> tuple[str, dict]:
+    """(sensor channel, calibrated_sensor record) of one sample_data record; its ego pose must exist."""
+    meta = tabs["meta"]
+    cal = tabs["calibrated_sensor"].get(sd.get("calibrated_sensor_token"))
+    if cal is None:
+        raise InputError(f"{meta / 'calibrated_sensor.json'}: no calibrated_sensor entry "
+                         f"{sd.get('calibrated_sensor_token')!r} (needed by sample_data {sd['token']!r})")
+    if sd.get("ego_pose_token") not in tabs["ego_pose"]:
+        raise InputError(f"{meta / 'ego_pose.json'}: no ego_pose entry {sd.get('ego_pose_token')!r} "
+                         f"(needed by sample_data {sd['token']!r})")
+    return tabs["sensor"].get(cal.get("sensor_token"), {}).get("channel", ""), cal
+
+
+def key_channels(tabs: dict[str, Any], token: str) -> dict[str, tuple[dict, dict]]:
+    """{channel: (sample_data, calibrated_sensor)} of sample `token`'s key frames; LIDAR_TOP required."""
+    chans = {}
+    for sd in tabs["key_frames"].get(token, []):
+        name, cal = _channel(tabs, sd)
+        chans[name] = (sd, cal)
+    if "LIDAR_TOP" not in chans:
+        raise InputError(f"{tabs['meta'] / 'sample_data.json'}: sample {token!r} has no LIDAR_TOP key frame")
+    return chans
+
+
+def lidar_pose(tabs: dict[str, Any], token: str) -> tuple[dict, dict]:
+    """(calibrated_sensor, ego_pose) records of sample `token`'s LIDAR_TOP key frame (lidar->ego, ego->global)."""
+    sd, cal = key_channels(tabs, token)["LIDAR_TOP"]
+    return cal, tabs["ego_pose"][sd["ego_pose_token"]]
+
+
 def read_nuscenes(root: Path, cfg: Config) -> list[dict[str, Any]]:
-    """Key frames of a nuScenes folder, in the LiDAR frame, without annotations (prediction input).
+    """Every key frame of a nuScenes folder, in the LiDAR frame, without annotations (prediction input).
 
     Design choice: the JSON tables are read directly (nuscenes-devkit 1.2.0 pins numpy < 2 and is not a
     dependency); the geometry is the devkit's: lidar2img = K4 @ cam<-ego_c @ ego_c<-global @ global<-ego_l @
     ego_l<-lidar. Images are checked against their sample_data width / height, then resized to the run's
     data.image_hw (intrinsics scaled). Previous sweeps (`prev` chain, up to data.num_sweeps - 1) are merged
-    with a time-lag channel; nuScenes' fifth channel (ring index) is replaced by it.
+    with a time-lag channel; nuScenes' fifth channel (ring index) is replaced by it. Annotations: nuscenes.py.
     """
-    meta = root / cfg.data.version
-    if not meta.is_dir():
-        raise InputError(f"{meta}: nuScenes version folder missing; expected {root}/{cfg.data.version}/ with the "
-                         "JSON tables (set data.version, e.g. v1.0-mini)")
-    samples_t, sd_t = _table(meta, "sample"), _table(meta, "sample_data")
-    cal_t, pose_t, sensor_t = _table(meta, "calibrated_sensor"), _table(meta, "ego_pose"), _table(meta, "sensor")
-    by_sample: dict[str, list[dict]] = {}
-    for sd in sd_t.values():
-        if sd.get("is_key_frame"):
-            by_sample.setdefault(sd["sample_token"], []).append(sd)
+    tabs = nuscenes_tables(root, cfg)
+    return [read_key_frame(tabs, token, cfg) for token in tabs["sample"]]
 
-    def channel(sd: dict) -> tuple[str, dict]:
-        cal = cal_t.get(sd.get("calibrated_sensor_token"))
-        if cal is None:
-            raise InputError(f"{meta / 'calibrated_sensor.json'}: no calibrated_sensor entry "
-                             f"{sd.get('calibrated_sensor_token')!r} (needed by sample_data {sd['token']!r})")
-        if sd.get("ego_pose_token") not in pose_t:
-            raise InputError(f"{meta / 'ego_pose.json'}: no ego_pose entry {sd.get('ego_pose_token')!r} "
-                             f"(needed by sample_data {sd['token']!r})")
-        return sensor_t.get(cal.get("sensor_token"), {}).get("channel", ""), cal
 
-    out = []
-    for token in samples_t:
-        chans = {}
-        for sd in by_sample.get(token, []):
-            name, cal = channel(sd)
-            chans[name] = (sd, cal)
-        if "LIDAR_TOP" not in chans:
-            raise InputError(f"{meta / 'sample_data.json'}: sample {token!r} has no LIDAR_TOP key frame")
-        sd_l, cal_l = chans["LIDAR_TOP"]
-        ego_l = _pose(pose_t[sd_l["ego_pose_token"]], f"ego_pose {sd_l['ego_pose_token']}")
-        l2e = _pose(cal_l, f"calibrated_sensor {cal_l['token']}")
-        lidar2global = ego_l @ l2e
-        pts = [_read_bin(root / sd_l["filename"], 0.0)]
-        prev = sd_l.get("prev", "")
-        for _ in range(cfg.data.num_sweeps - 1):
-            if not prev:
-                break
-            sw = sd_t.get(prev)
-            if sw is None:
-                raise InputError(f"{meta / 'sample_data.json'}: sweep {prev!r} (prev of {sd_l['token']!r}) missing")
-            _, cal_s = channel(sw)
-            path = root / sw["filename"]
-            if not path.parent.is_dir():
-                raise InputError(f"{path.parent}: sweeps folder missing; expected the LiDAR sweeps of "
-                                 f"{cfg.data.version} (or set data.num_sweeps=1)")
-            s2g = _pose(pose_t[sw["ego_pose_token"]], "ego_pose") @ _pose(cal_s, "calibrated_sensor")
-            p = _read_bin(path, (sd_l["timestamp"] - sw["timestamp"]) * 1e-6)
-            hom = np.concatenate([p[:, :3], np.ones((len(p), 1))], axis=1) @ (np.linalg.inv(lidar2global) @ s2g).T
-            p[:, :3] = hom[:, :3]
-            pts.append(p)
-            prev = sw.get("prev", "")
-        l2i, imgs = [], []
-        for cam in CAMERA_NAMES[: cfg.data.num_cameras]:
-            if cam not in chans:
-                raise InputError(f"{meta / 'sample_data.json'}: sample {token!r} has no {cam} key frame")
-            sd_c, cal_c = chans[cam]
-            k = _matrix(cal_c.get("camera_intrinsic"), (3, 3), f"calibrated_sensor {cal_c['token']}.camera_intrinsic")
-            hw = (int(sd_c.get("height", 0)), int(sd_c.get("width", 0)))
-            img = read_image(root / sd_c["filename"], hw, f"sample_data {sd_c['token']} (height, width)")
-            img, k = _resize(img, k, cfg.data.image_hw)
-            c2g = _pose(pose_t[sd_c["ego_pose_token"]], "ego_pose") @ _pose(cal_c, "calibrated_sensor")
-            k4 = np.eye(4)
-            k4[:3, :3] = k
-            l2i.append(k4 @ np.linalg.inv(c2g) @ lidar2global)
-            imgs.append(img)
-        out.append(make_sample(token, np.concatenate(pts), np.stack(imgs), np.stack(l2i), cfg,
-                               lidar2global=lidar2global))
-    return out
+def read_key_frame(tabs: dict[str, Any], token: str, cfg: Config, gt: dict | None = None) -> dict[str, Any]:
+    """One sample (read_nuscenes' geometry); `gt` (LiDAR-frame boxes, nuscenes.py) attached when given."""
+    root, meta, cfg_d = tabs["root"], tabs["meta"], cfg.data
+    pose_t, sd_t = tabs["ego_pose"], tabs["sample_data"]
+    chans = key_channels(tabs, token)
+    sd_l, cal_l = chans["LIDAR_TOP"]
+    ego_l = _pose(pose_t[sd_l["ego_pose_token"]], f"{meta / 'ego_pose.json'} {sd_l['ego_pose_token']}")
+    lidar2global = ego_l @ _pose(cal_l, f"{meta / 'calibrated_sensor.json'} {cal_l['token']}")
+    pts = [_read_bin(root / sd_l["filename"], 0.0)]
+    prev = sd_l.get("prev", "")
+    for _ in range(cfg_d.num_sweeps - 1):
+        if not prev:
+            break
+        sw = sd_t.get(prev)
+        if sw is None:
+            raise InputError(f"{meta / 'sample_data.json'}: sweep {prev!r} (prev of {sd_l['token']!r}) missing")
+        _, cal_s = _channel(tabs, sw)
+        path = root / sw["filename"]
+        if not path.parent.is_dir():
+            raise InputError(f"{path.parent}: sweeps folder missing; expected the LiDAR sweeps of "
+                             f"{cfg_d.version} (or set data.num_sweeps=1)")
+        s2g = (_pose(pose_t[sw["ego_pose_token"]], f"{meta / 'ego_pose.json'} {sw['ego_pose_token']}")
+               @ _pose(cal_s, f"{meta / 'calibrated_sensor.json'} {cal_s['token']}"))
+        p = _read_bin(path, (sd_l["timestamp"] - sw["timestamp"]) * 1e-6)
+        hom = np.concatenate([p[:, :3], np.ones((len(p), 1))], axis=1) @ (np.linalg.inv(lidar2global) @ s2g).T
+        p[:, :3] = hom[:, :3]
+        pts.append(p)
+        prev = sw.get("prev", "")
+    l2i, imgs = [], []
+    for cam in CAMERA_NAMES[: cfg_d.num_cameras]:
+        if cam not in chans:
+            raise InputError(f"{meta / 'sample_data.json'}: sample {token!r} has no {cam} key frame")
+        sd_c, cal_c = chans[cam]
+        k = finite_matrix(cal_c.get("camera_intrinsic"), (3, 3),
+                          f"calibrated_sensor {cal_c['token']}.camera_intrinsic")
+        hw = (int(sd_c.get("height", 0)), int(sd_c.get("width", 0)))
+        img = read_image(root / sd_c["filename"], hw, f"sample_data {sd_c['token']} (height, width)")
+        img, k = _resize(img, k, cfg_d.image_hw)
+        c2g = (_pose(pose_t[sd_c["ego_pose_token"]], f"{meta / 'ego_pose.json'} {sd_c['ego_pose_token']}")
+               @ _pose(cal_c, f"{meta / 'calibrated_sensor.json'} {cal_c['token']}"))
+        k4 = np.eye(4)
+        k4[:3, :3] = k
+        l2i.append(k4 @ np.linalg.inv(c2g) @ lidar2global)
+        imgs.append(img)
+    return make_sample(token, np.concatenate(pts), np.stack(imgs), np.stack(l2i), cfg, gt,
+                       lidar2global=lidar2global, ego_position=ego_l[:3, 3])
 
 
 def _read_bin(path: Path, lag: float) -> np.ndarray:
@@ -361,8 +414,11 @@ def predictions(model: torch.nn.Module, samples: Sequence[dict], cfg: Config, ma
     return out
 
 
-def detection_config(cfg: Config):
-    base = synthdrive_config()
+def detection_config(cfg: Config) -> DetectionConfig:
+    """Spec 15: nuScenes is scored with the devkit's detection_cvpr_2019 config (50 / 40 / 30 m class ranges,
+    cone / barrier TP rules), SynthDrive with its own (ranges x 0.6, bollard like the cone); both restricted
+    to data.classes."""
+    base = DetectionConfig() if cfg.data.source == "nuscenes" else synthdrive_config()
     from dataclasses import replace
 
     return replace(base, class_names=tuple(cfg.data.classes),
@@ -370,24 +426,34 @@ def detection_config(cfg: Config):
 
 
 def to_detboxes(samples: Sequence[dict], preds: Sequence[dict] | None, cfg: Config) -> list[DetBox]:
-    """GT (preds None) or predictions as DetBoxes (bottom-centre z; yaw; nuScenes (w, l, h))."""
+    """GT (preds None) or predictions as DetBoxes (LiDAR frame, bottom-centre z; yaw; nuScenes (w, l, h)).
+    The class-range distance is the devkit's: global box centre minus the ego position (for SynthDrive, where
+    lidar = ego = global, the box centre itself); an unknown GT velocity is NaN, so its AVE term is ignored."""
     boxes = []
     for k, s in enumerate(samples):
+        g, ego = s["lidar2global"], s["ego_position"]
+
+        def ego_xyz(b: Sequence[float]) -> tuple[float, float, float]:
+            return tuple((g[:3, :3] @ np.asarray(b[:3]) + g[:3, 3] - ego).tolist())
+
         if preds is None:
-            for b, name, attr, n in zip(s["gt_boxes"].tolist(), s["gt_names"], s["gt_attrs"], s["num_pts"]):
-                boxes.append(DetBox(s["token"], (b[0], b[1], b[2] - b[5] / 2), (b[4], b[3], b[5]), b[6],
-                                    (b[7], b[8]), name, -1.0, attr, int(n)))
+            for b, name, attr, n, ok in zip(s["gt_boxes"].tolist(), s["gt_names"], s["gt_attrs"], s["num_pts"],
+                                            s["gt_vel_valid"]):
+                vel = (b[7], b[8]) if ok else (math.nan, math.nan)
+                bottom = (b[0], b[1], b[2] - b[5] / 2)
+                boxes.append(DetBox(s["token"], bottom, (b[4], b[3], b[5]), b[6], vel, name, -1.0, attr, int(n),
+                                    ego_xyz(bottom)))
         else:
             p = preds[k]
             for b, sc, lab in zip(p["boxes"].tolist(), p["scores"].tolist(), p["labels"].tolist()):
                 name = cfg.data.classes[lab]
                 boxes.append(DetBox(s["token"], tuple(b[:3]), (b[4], b[3], b[5]), b[6], (b[7], b[8]), name, sc,
-                                    attribute_from_velocity(name, b[7:9])))
+                                    attribute_from_velocity(name, b[7:9]), -1, ego_xyz(b)))
     return boxes
 
 
 def score(samples: Sequence[dict], preds: Sequence[dict], cfg: Config) -> dict[str, Any]:
-    """NDS / mAP / per-class AP / TP errors (metrics.evaluate_detection with the SynthDrive class ranges)."""
+    """NDS / mAP / per-class AP / TP errors (metrics.evaluate_detection under `detection_config`)."""
     from tenfold.systems.cmt.metrics import evaluate_detection
 
     return evaluate_detection(to_detboxes(samples, None, cfg), to_detboxes(samples, preds, cfg),
