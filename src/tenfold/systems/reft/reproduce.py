@@ -7,6 +7,9 @@ checkpoint, fine-tuning steps, batches and K-shot files for every arm):
     draws (K-shot seed = 10 * claim seed + j): novel segm nAP (FSIS), mean over the draws.
   - each reference switched off alone (feature-level / query-level) at reproduce.ablation_shots.
   - gFSIS: bAP of fine-tuned RefT vs the base model's bAP (kept within 5 points), and RefT nAP rising with K.
+  - reproduce.use_maskrcnn: Mask2Former + ft-full vs torchvision Mask R-CNN + ft-full (baselines.py, spec
+    component 11) at reproduce.maskrcnn_shots on the same K-shot draws; the Mask R-CNN has its own base training
+    (same steps, batch and schedule; no checkpoint can be shared across the architectures).
   - checks: fresh reference blocks reproduce the baseline outputs exactly; the K-shot sets hold exactly K
     instances per class and no test image.
 Trivial reference of the nAP rows: the base model before fine-tuning (it has never seen a novel annotation).
@@ -25,6 +28,7 @@ import torch
 from tenfold.core.claims import Measurement, Relation
 from tenfold.core.config import make_config, override
 from tenfold.core.runtime import torch_threads
+from tenfold.systems.reft import baselines
 from tenfold.systems.reft.config import PROFILES, Config
 from tenfold.systems.reft.data import FSISData, batch_images, kshot_set, load_data
 from tenfold.systems.reft.evaluate import evaluate_model
@@ -35,7 +39,8 @@ SYSTEM = "reft"
 ARMS = {"reft": ("reft", None), "finetune": ("finetune", None),
         "no_feature": ("reft", {"use_feature_reference": False}), "no_link": ("reft", {"use_query_link": False})}
 NAMES = {"reft": "RefT (both references)", "finetune": "Mask2Former + ft-full", "base": "base model (no ft)",
-         "no_feature": "RefT without feature-level reference", "no_link": "RefT without query link"}
+         "no_feature": "RefT without feature-level reference", "no_link": "RefT without query link",
+         "maskrcnn": "Mask R-CNN + ft-full"}
 
 
 def _pct(metrics: dict[str, float]) -> dict[str, float]:
@@ -49,6 +54,22 @@ def run_arm(cfg: Config, base: dict, data: FSISData, arm: str, k: int, kshot_see
     c = override(cfg, {"data.num_shots": k, "data.kshot_seed": kshot_seed})
     model, _ = finetune(c, base, data, kshot, kshot_seed, method, switches)
     return {**_pct(evaluate_model(model, data, kshot)), "wall_s": time.perf_counter() - t0}
+
+
+def maskrcnn_runs(cfg: Config, data: FSISData, seed: int, k: int, draws: list[int]) -> tuple[list[dict], dict]:
+    """The Mask R-CNN arm: one base training (seed), then ft-full on each K-shot draw -> (per-draw metrics in %,
+    {"base_wall_s", "params"} of the arm)."""
+    t0 = time.perf_counter()
+    base, _ = baselines.base_train_maskrcnn(cfg, data, seed)
+    info = {"base_wall_s": time.perf_counter() - t0}
+    runs = []
+    for s in draws:
+        t1 = time.perf_counter()
+        c = override(cfg, {"data.num_shots": k, "data.kshot_seed": s})
+        model, _ = baselines.finetune_maskrcnn(c, base, data, kshot_set(data, "fsis", k, s), s)
+        runs.append({**_pct(baselines.evaluate_maskrcnn(model, data)), "wall_s": time.perf_counter() - t1})
+    info["params"] = baselines.num_parameters(model)
+    return runs, info
 
 
 def identity_check(cfg: Config, data: FSISData) -> float:
@@ -75,11 +96,13 @@ def kshot_violations(data: FSISData, shots: tuple[int, ...], seeds: list[int]) -
     return bad
 
 
-def reproduce(profile: str, seed: int, out_dir: Path) -> list[Measurement]:
+def reproduce(profile: str, seed: int, out_dir: Path, overrides: dict[str, Any] | None = None) -> list[Measurement]:
+    """One claim seed. `overrides` (dotted config keys) lets a caller change the profile, e.g.
+    {"reproduce.use_maskrcnn": True} at quick (the CLI passes none)."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg: Config = make_config(Config, PROFILES, profile, {"seed": seed})
+    cfg: Config = make_config(Config, PROFILES, profile, {**(overrides or {}), "seed": seed})
     r = cfg.reproduce
     with torch_threads(cfg.train.num_threads or torch.get_num_threads()):
         data = load_data(cfg, out_dir)
@@ -98,13 +121,20 @@ def reproduce(profile: str, seed: int, out_dir: Path) -> list[Measurement]:
             res[(arm, r.ablation_shots)] = [run_arm(cfg, base, data, arm, r.ablation_shots, s) for s in draws]
         if ("reft", r.ablation_shots) not in res:
             res[("reft", r.ablation_shots)] = [run_arm(cfg, base, data, "reft", r.ablation_shots, s) for s in draws]
+        mrcn = None
+        if r.use_maskrcnn:
+            km = r.maskrcnn_shots
+            if ("finetune", km) not in res:
+                res[("finetune", km)] = [run_arm(cfg, base, data, "finetune", km, s) for s in draws]
+            res[("maskrcnn", km)], mrcn = maskrcnn_runs(cfg, data, seed, km, draws)
+            mrcn["m2f_params"] = baselines.num_parameters(plain)
         ident = identity_check(cfg, data)
         viol = kshot_violations(data, r.shots, draws)
     try:
         plot_examples(cfg, base, data, out_dir, draws[0])
     except Exception as err:  # plots are a convenience; never lose the rows for them
         log.warning("reft plots skipped: %s", err)
-    return rows(cfg, seed, res, base_metrics, base_wall, ident, viol, time.perf_counter() - t0)
+    return rows(cfg, seed, res, base_metrics, base_wall, ident, viol, time.perf_counter() - t0, mrcn)
 
 
 def _mean(runs: list[dict], key: str) -> float:
@@ -115,19 +145,25 @@ BAP_KEEP = 5.0 / 36.0  # the paper's tolerance (5 bAP points) at its base bAP (3
 
 
 def rows(cfg: Config, seed: int, res: dict, base_m: dict, base_wall: float, ident: float, viol: int,
-         wall: float) -> list[Measurement]:
+         wall: float, maskrcnn: dict[str, float] | None = None) -> list[Measurement]:
+    """The claim rows; `maskrcnn` ({"base_wall_s", "params", "m2f_params"}: reproduce.use_maskrcnn was on) adds
+    the Mask2Former + ft-full vs Mask R-CNN + ft-full row at reproduce.maskrcnn_shots."""
     r, t = cfg.reproduce, cfg.train
     detail_base = f"K-shot draws per K: {r.ft_seeds} (seeds 10*seed+j); mean over draws"
 
     def budget(arm: str, k: int) -> dict[str, Any]:
-        return {"base_steps": t.base_steps, "ft_steps": t.ft_steps, "ft_batch": t.ft_batch_size,
-                "kshot_draws": r.ft_seeds, "K": k, "ft_wall_s": round(sum(x["wall_s"] for x in res[(arm, k)]), 1)}
+        b = {"base_steps": t.base_steps, "ft_steps": t.ft_steps, "ft_batch": t.ft_batch_size,
+             "kshot_draws": r.ft_seeds, "K": k, "ft_wall_s": round(sum(x["wall_s"] for x in res[(arm, k)]), 1)}
+        if arm == "maskrcnn":  # its own base training (same steps, batch and schedule as RefT's)
+            b.update(base_wall_s=round(maskrcnn["base_wall_s"], 1), params=int(maskrcnn["params"]))
+        return b
 
-    def cmp(claim: str, metric: str, a: str, b: str, k: int, key: str = "nAP", op: str = ">") -> Measurement:
+    def cmp(claim: str, metric: str, a: str, b: str, k: int, key: str = "nAP", op: str = ">",
+            details: str = "") -> Measurement:
         return Measurement(system=SYSTEM, claim=claim, metric=metric, method=NAMES[a],
                            method_value=_mean(res[(a, k)], key), baseline=NAMES[b],
                            baseline_value=_mean(res[(b, k)], key), relation=Relation(op), seed=seed,
-                           wall_time_s=wall, details=detail_base, reference=NAMES["base"],
+                           wall_time_s=wall, details=detail_base + details, reference=NAMES["base"],
                            reference_value=base_m[key], budget={"method": budget(a, k), "baseline": budget(b, k)})
 
     out = [cmp(f"FSIS {k}-shot: RefT > Mask2Former + ft-full", "novel segm nAP (%)", "reft", "finetune", k)
@@ -136,6 +172,12 @@ def rows(cfg: Config, seed: int, res: dict, base_m: dict, base_wall: float, iden
     out += [cmp(f"ablation {ka}-shot: both references > feature-level reference off", "novel segm nAP (%)",
                 "reft", "no_feature", ka),
             cmp(f"ablation {ka}-shot: both references > query link off", "novel segm nAP (%)", "reft", "no_link", ka)]
+    if maskrcnn is not None:
+        km = r.maskrcnn_shots
+        out.append(cmp(f"FSIS {km}-shot: Mask2Former + ft-full > Mask R-CNN + ft-full", "novel segm nAP (%)",
+                       "finetune", "maskrcnn", km, details=f"; Mask R-CNN (torchvision, TinyResNet + FPN, random "
+                       f"init, own base training) {int(maskrcnn['params']):,} parameters, Mask2Former "
+                       f"{int(maskrcnn['m2f_params']):,}"))
     kmax = max(r.shots)
     base_budget = {"base_steps": t.base_steps, "base_wall_s": round(base_wall, 1)}
     # Design choice: the paper's "bAP within ~5 points of the base model" is stated at a base bAP of ~36 (R-50,
