@@ -14,6 +14,7 @@ Rows (verdicts computed from the measured numbers):
   G  LCF + ALE >= LCF (reconstruction, reported whatever the result)
   H  LCF > LCF with contexts from another image + 1 point; I  learned context gamma clearly non-zero
   J  patch-pipeline peak memory < whole-image at the largest S; K  patch memory grows less than whole-image
+  check: the data's x3 window tells the regime of ambiguous pixels (`data.context_cue_accuracy`, issue 17)
 C-F are "contexts help" rows: they count only where row H shows that the contexts are used (see `gated`).
 """
 
@@ -84,6 +85,7 @@ def score_variants(cfg: Config, run_dir: Path, stages: tuple[str, ...]) -> tuple
     samples = D.synth_split("test", cfg.data.num_test, cfg.data.image_size, cfg.data.patch_size, cfg.seed)
     oracle = D.texture_oracle(samples)
     res["oracle"] = evaluate_images(lambda i: torch.from_numpy(oracle[i].astype(np.int64)), test.labels, k)
+    res["cue"] = {m: D.context_cue_accuracy(samples, cfg.data.patch_size, cfg.data.min_overlap, m) for m in (1, 2, 3)}
     majority = majority_class(load_split(cfg, "train").labels, k)  # the trivial reference, from the train labels
     res["majority"] = evaluate_images(lambda i: torch.full(test.labels[i].shape, majority, dtype=torch.int64),
                                       test.labels, k)
@@ -192,7 +194,14 @@ def claim_rows(cfg: Config, res: dict, mem: dict, arms: tuple[str, ...], seed: i
                    note + detail, ("all", arm), **ref)
 
     big, small = max(mem), min(mem)
+    cue = res["cue"]
     rows = [
+        Measurement(system=SYSTEM, kind="check", claim="SynthLandcover's x3 window tells an ambiguous pixel's regime "
+                    "(ideal reader of the window vs the constant regime, test split)", metric="accuracy on T0/T1 pixels",
+                    method="ideal x3 reader", method_value=cue[3][0], baseline="constant regime",
+                    baseline_value=cue[3][1], relation=Relation(">", 0.1), seed=seed, wall_time_s=wall,
+                    details="ideal reader of the patch / x2 / x3 window: " + " / ".join(
+                        f"{cue[m][0]:.3f}" for m in (1, 2, 3)) + f"; constant {cue[1][1]:.3f}", deterministic=True),
         row("LCF (self + x2 + x3 + fusion) beats global-only segmentation", "test mIoU (%)", "LCF", m["all"],
             "global-only", m["global_long"], Relation(">"), detail, ("all", "global_long"), **ref),
         row("global-only loses thin roads: LCF urban IoU higher", "test urban IoU (%)", "LCF", urban["all"],
