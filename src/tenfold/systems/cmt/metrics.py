@@ -11,6 +11,7 @@ under the `detection_cvpr_2019` config. Function names follow the devkit so the 
 | `algo.accumulate`                        | `accumulate` -> `MetricData`  |
 | `algo.calc_ap` / `algo.calc_tp`          | `calc_ap` / `calc_tp`         |
 | `loaders.filter_eval_boxes`              | `filter_boxes` (range + zero-point GT; no bike racks) |
+| (not in the devkit)                      | `distance_band`: a lower class-range bound (spec 6 far range) |
 | `DetectionEval.evaluate` + `nd_score`    | `evaluate_detection`          |
 
 NDS = [w_mAP * mAP + sum_{5 TP metrics} max(0, 1 - mTP_err)] / (w_mAP + 5), w_mAP = 5.
@@ -23,7 +24,7 @@ LiDAR frame for nuScenes boxes before the global transform) has boxes rotated ab
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -79,6 +80,8 @@ class DetectionConfig:
 
     `undefined_tp` lists, per class, the TP metrics set to NaN (devkit: cone -> attr/vel/orient, barrier ->
     attr/vel); `pi_period_classes` the classes whose orientation is judged modulo pi (devkit: barrier).
+    `class_min_range` (not in the devkit; empty = 0 m for every class, the devkit) is a lower bound on the same
+    ego distance: a box counts iff class_min_range <= distance < class_range (see `distance_band`).
     """
     class_names: tuple[str, ...] = NUSCENES_CLASSES
     class_range: Mapping[str, float] = field(default_factory=lambda: dict(NUSCENES_RANGES))
@@ -91,11 +94,18 @@ class DetectionConfig:
     undefined_tp: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {
         "traffic_cone": ("attr_err", "vel_err", "orient_err"), "barrier": ("attr_err", "vel_err")})
     pi_period_classes: tuple[str, ...] = ("barrier",)
+    class_min_range: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         missing = [c for c in self.class_names if c not in self.class_range]
         if missing:
             raise ValueError(f"DetectionConfig.class_range: no range for {missing}")
+        for c, lo in self.class_min_range.items():
+            if not (math.isfinite(lo) and lo >= 0):
+                raise ValueError(f"DetectionConfig.class_min_range[{c!r}] must be finite and >= 0, got {lo}")
+            if c in self.class_names and lo >= self.class_range[c]:
+                raise ValueError(f"DetectionConfig.class_min_range[{c!r}] = {lo} m leaves no band below the class "
+                                 f"range {self.class_range[c]} m")
         if self.dist_th_tp not in self.dist_ths:
             raise ValueError(f"DetectionConfig.dist_th_tp={self.dist_th_tp} must be one of dist_ths {self.dist_ths}")
 
@@ -278,12 +288,32 @@ def calc_tp(md: MetricData, min_recall: float, metric_name: str) -> float:
 # ----------------------------------------------------------------------------- filtering and NDS
 
 def filter_boxes(boxes: Sequence[DetBox], cfg: DetectionConfig) -> list[DetBox]:
-    """Drop boxes of classes outside `cfg`, beyond their class range (ego xy distance >= range), and GT
-    boxes with zero points (`num_pts == 0`; predictions carry -1). Bike-rack removal needs the nuScenes bicycle-rack
-    annotations and is not done here (Deviation: SynthDrive has no bike racks)."""
+    """Drop boxes of classes outside `cfg`, beyond their class range (ego xy distance >= range), nearer than
+    their `class_min_range` (0 m unless a distance band is set), and GT boxes with zero points (`num_pts == 0`;
+    predictions carry -1). Bike-rack removal needs the nuScenes bicycle-rack annotations and is not done here
+    (Deviation: SynthDrive has no bike racks)."""
     # Deviation: no bike-rack filter (needs nuScenes rack annotations; SynthDrive has none).
-    return [b for b in boxes if b.name in cfg.class_range and b.ego_dist < cfg.class_range[b.name]
-            and b.num_pts != 0]
+    return [b for b in boxes if b.name in cfg.class_range
+            and cfg.class_min_range.get(b.name, 0.0) <= b.ego_dist < cfg.class_range[b.name] and b.num_pts != 0]
+
+
+def distance_band(cfg: DetectionConfig, min_range: Mapping[str, float]) -> DetectionConfig:
+    """`cfg` scored only on boxes at least `min_range[c]` metres from the ego (BEV, the distance of the class-range
+    filter) and, as always, nearer than the class range: spec 6 "AP at far range (> 20 m)".
+
+    Design choice (the devkit has no distance band): the devkit's range filter applied from below to GT and
+    predictions alike, half-open [min, range) so a near band [0, min) and the far band partition the scored boxes;
+    like the devkit filter, a prediction just inside the band whose GT lies just outside counts as a false positive.
+    Classes whose band is empty (min_range >= class range, e.g. SynthDrive's 18 m cones beyond 20 m) leave the mean;
+    a class with a non-empty band but no GT in it scores AP 0 (devkit convention) for every detector alike.
+    Raises ValueError when no class of `cfg` keeps a band.
+    """
+    kept = tuple(c for c in cfg.class_names if min_range.get(c, 0.0) < cfg.class_range[c])
+    if not kept:
+        raise ValueError(f"distance_band: no class of {cfg.class_names} has a band below its range "
+                         f"(min_range {dict(min_range)}, ranges {dict(cfg.class_range)})")
+    return replace(cfg, class_names=kept, class_range={c: cfg.class_range[c] for c in kept},
+                   class_min_range={c: float(min_range.get(c, 0.0)) for c in kept})
 
 
 def evaluate_detection(gt_boxes: Sequence[DetBox], pred_boxes: Sequence[DetBox],

@@ -8,7 +8,8 @@ Steps per update:
  5. AdamW, one-cycle lr (cosine rise to `lr_peak_ratio` x lr over `rise_fraction`, cosine fall to 1e-4 x lr),
     gradient clipping at `grad_clip`; a non-finite loss stops the run (RunFailed).
 Checkpoints (model, optimiser, step, rng states) every `checkpoint_every` updates; `train` on the same run
-directory resumes from the last one. The final summary holds the validation NDS (evaluate's metric).
+directory resumes from the last one. The final summary holds the validation NDS (evaluate's metric) and, with
+`train.eval_fraction` > 0, the validation NDS / mAP after that fraction of the schedule ("mid_eval").
 Deviation: no global rotation / scale / flip, image resize / crop, GT-paste or CBGS (spec 3 steps 2, 4-9): the
 voxel grids are computed once per scene.
 """
@@ -50,6 +51,14 @@ def one_cycle_lr(step: int, total: int, base: float, peak_ratio: float, rise: fl
 def total_steps(cfg: Config, num_samples: int) -> int:
     t = cfg.train
     return t.steps if t.steps > 0 else t.epochs * math.ceil(num_samples / t.batch_size)
+
+
+def eval_step(cfg: Config, total: int) -> int:
+    """The update after which `train` scores the val scenes mid-schedule: round(eval_fraction x total) clipped to
+    [1, total]; 0 when `train.eval_fraction` is 0."""
+    if cfg.train.eval_fraction == 0:
+        return 0
+    return min(total, max(1, round(cfg.train.eval_fraction * total)))
 
 
 def batch_indices(seed: int, num: int, batch: int, step: int) -> list[int]:
@@ -95,6 +104,7 @@ def train(cfg: Config, run_dir: Path, samples: Sequence[dict] | None = None,
     bar.update(start)
     model.train()
     last: dict[str, float] = {}
+    mid = eval_step(cfg, total)
     for step in range(start, total):
         idx = batch_indices(cfg.seed, len(samples), cfg.train.batch_size, step)
         chunk = [samples[i] for i in idx]
@@ -117,6 +127,11 @@ def train(cfg: Config, run_dir: Path, samples: Sequence[dict] | None = None,
         run.log_metrics({"step": step + 1, "lr": lr, **last})
         bar.update(1)
         bar.set_postfix(loss=f"{last['loss']:.3f}")
+        if step + 1 == mid:
+            # Logged before this update's checkpoint: a resume from an earlier checkpoint drops it and scores again.
+            score = data.score(val_samples, data.predictions(model, val_samples, cfg), cfg)
+            run.log_metrics({"step": mid, "val_NDS": score["NDS"], "val_mAP": score["mAP"]})
+            model.train()
         if (step + 1) % cfg.train.checkpoint_every == 0 or step + 1 == total:
             run.save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
                                  "generator": generator.get_state()})
@@ -124,5 +139,8 @@ def train(cfg: Config, run_dir: Path, samples: Sequence[dict] | None = None,
     result = data.score(val_samples, data.predictions(model, val_samples, cfg), cfg)
     metrics = {"NDS": result["NDS"], "mAP": result["mAP"], "steps": total, **{f"final_{k}": v for k, v in last.items()},
                "num_parameters": sum(p.numel() for p in model.parameters())}
+    if mid:
+        rec = [r for r in run.read_metrics() if r.get("step") == mid and "val_mAP" in r][-1]
+        metrics["mid_eval"] = {"step": mid, "NDS": rec["val_NDS"], "mAP": rec["val_mAP"]}
     run.write_summary(metrics, time.perf_counter() - t0, "cpu")
     return metrics
