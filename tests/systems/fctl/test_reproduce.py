@@ -10,8 +10,10 @@ def test_quick_profile_rows(tmp_path):
     rows = {r.claim: r for r in reproduce("quick", 0, tmp_path)}
     assert (tmp_path / "predictions.png").exists() and (tmp_path / "memory_vs_size.png").exists()
     beats_global = next(r for c, r in rows.items() if c.startswith("LCF (self"))
-    assert beats_global.verdict == "holds"  # README: LCF ~67 mIoU vs global-only ~51 (dev seed 0)
-    assert 55 < beats_global.method_value < 80  # README band of the quick profile
+    assert beats_global.verdict == "holds"  # README: LCF 75-85 mIoU vs global-only 60-69 (claim seeds)
+    # the quick profile's band with the farmstead generator (README: LCF 84.1 on dev seed 7, 75.2-85.3 on the claim
+    # seeds); the first pass's band (55, 80) was for the earlier generator and 9 trunk epochs
+    assert 60 < beats_global.method_value < 95
     assert beats_global.budget["method"] == beats_global.budget["baseline"]  # equal trunk epochs (issue 17)
     mem = next(r for c, r in rows.items() if c.startswith("patch pipeline needs less"))
     assert mem.verdict == "holds"
