@@ -6,7 +6,8 @@ object detection networks", arXiv 2212.11542 (system `maskfocal`, specs/maskfoca
 
 Command:  python benchmarks/maskfocal_bench.py [--repeats 20] [--image-size 128] [--batch 8] [--threads 2]
           [--device cpu|cuda]
-Expected: about 1-2 minutes on 2 CPU cores at the defaults.
+Expected: about 10-20 s on the shared 2 CPU cores (11.0 s with --threads 1 under load after issue 19; 10.2 s at
+          the defaults before it).
 
 What is measured (one run, side by side):
     loss rows      forward + backward of one classification loss on a (batch, 1, H/4, W/4) logit map with a
@@ -81,7 +82,10 @@ def detector_rows(args, device, sync) -> list[tuple[str, float]]:
     from tenfold.systems.maskfocal.train import collate, loss_terms, total_loss
 
     frames = make_synth_crowd(0, args.batch, args.image_size, 20, 320)
-    images = torch.tensor(np.stack([f.image.transpose(2, 0, 1) for f in frames]), device=device)
+    # (B, H, W, 3) -> (B, 3, H, W) uint8 in NCHW memory, as HeadSet.batch gives training. Stacking (3, H, W)
+    # views of the HWC images kept their channels_last strides: the step then timed oneDNN's NHWC kernels, one
+    # of which crashed (model.Trunk.forward).
+    images = torch.from_numpy(np.stack([f.image for f in frames])).permute(0, 3, 1, 2).contiguous().to(device)
     rows = []
     for det in ("centernet", "fcos"):
         for loss in ("native", "mfl"):

@@ -64,7 +64,12 @@ class Trunk(nn.Module):
         self.smooth = nn.ModuleDict({str(s): ConvNormAct(fpn_channels, fpn_channels) for s in self.out_strides})
 
     def forward(self, images: torch.Tensor) -> dict[int, torch.Tensor]:
-        x = self.stem(images)
+        # Design choice: the trunk always runs in NCHW (a no-op for the NCHW batches of data.HeadSet.batch). A
+        # channels_last input sends every conv to oneDNN's NHWC kernels, and the backward-weights of the 1x1
+        # stride-2 shortcut with fewer input channels than the AVX-512 block of 16 (second stage of the
+        # half-width trunk, IC = 8) writes past its workspace: segfault or heap corruption at 128^2 images,
+        # batch 1 included (oneDNN 3.12 in torch 2.14.1; uxlfoundation/oneDNN#6035; README "Benchmark").
+        x = self.stem(images.contiguous())
         feats = {}
         for s, stage in zip(self.strides, self.stages):
             x = stage(x)
