@@ -40,6 +40,19 @@ def test_override_converts_cli_strings_to_declared_types():
     assert Outer().inner.lr == 0.1  # the original is untouched (frozen copy)
 
 
+@dataclass(frozen=True)
+class Strided:
+    stride: Literal[2, 4] = 4
+
+
+def test_numeric_literal_accepts_its_cli_string():
+    # `--set model.output_stride=2` reaches override as the string "2" (maskfocal's Literal[2, 4] was refused)
+    assert override(Strided(), {"stride": "2"}).stride == 2 and isinstance(override(Strided(), {"stride": "2"}).stride, int)
+    assert override(Strided(), {"stride": 2}).stride == 2
+    with pytest.raises(ConfigError, match=r"stride: expected one of \[2, 4\], got '3'"):
+        override(Strided(), {"stride": "3"})
+
+
 def test_optional_accepts_none():
     cfg = override(Outer(), {"inner.path": "x"})
     assert override(cfg, {"inner.path": "none"}).inner.path is None

@@ -110,6 +110,10 @@ def convert_value(value: Any, tp: Any, key: str) -> Any:
         allowed = typing.get_args(tp)
         if value in allowed:
             return value
+        if isinstance(value, str):  # `--set model.output_stride=2` arrives as "2" for Literal[2, 4]
+            for a in allowed:
+                if not isinstance(a, str) and value.strip() == str(a):
+                    return a
         raise ConfigError(f"{key}: expected one of {list(allowed)}, got {value!r}")
     raise ConfigError(f"{key}: unsupported field type {tp!r}")
 
