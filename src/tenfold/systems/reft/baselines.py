@@ -20,7 +20,6 @@ SGD recipe. The architectures share no checkpoint, so the baseline has its own b
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Any, Callable
 
@@ -40,6 +39,7 @@ from tenfold.systems.reft.coco import Sample
 from tenfold.systems.reft.config import Config, ModelConfig
 from tenfold.systems.reft.data import FSISData
 from tenfold.systems.reft.model import TinyResNet
+from tenfold.systems.reft.train import make_optimizer, optimizer_step
 
 # Design choice: RPN / RoI sampling sized for ShapesFSIS (1-6 instances per image, ~1,000 anchors on a 64 px
 # image) instead of torchvision's COCO values (2,000 proposals, 512 RoIs per image); torchvision's IoU thresholds,
@@ -151,26 +151,13 @@ def image_size_of(data: FSISData) -> int:
     return max(max(s.image.shape[-2:]) for s in data.test)
 
 
-def _optimizer(model: MaskRCNNBaseline, lr: float, cfg: Config) -> torch.optim.Optimizer:
-    """AdamW as RefT's (train._optimizer): backbone.body (the shared TinyResNet) at lr x backbone_lr_mult; the
-    FPN, like RefT's pixel decoder, at lr."""
-    back = [p for n, p in model.named_parameters() if n.startswith("backbone.body.") and p.requires_grad]
-    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.body.") and p.requires_grad]
-    groups = [{"params": rest, "lr": lr}]
-    if back:
-        groups.append({"params": back, "lr": lr * cfg.train.backbone_lr_mult})
-    for g in groups:
-        g["initial_lr"] = g["lr"]
-    return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.train.weight_decay)
-
-
 def fit_maskrcnn(model: MaskRCNNBaseline, cfg: Config, samples: list[Sample], label_of: dict[int, int], steps: int,
                  lr: float, batch_size: int, rng: np.random.Generator, *, cosine_schedule: bool = False,
                  on_log: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, float]]:
     """`steps` AdamW steps on loss_classifier + loss_box_reg + loss_mask + loss_objectness + loss_rpn_box_reg
     [literature: torchvision, unit weights], batches drawn at random from `samples` as `train.fit` does."""
     t = cfg.train
-    opt = _optimizer(model, lr, cfg)
+    opt = make_optimizer(model, lr, cfg, backbone_prefix="backbone.body.")  # FPN at lr, like RefT's decoder
     params = [p for p in model.parameters() if p.requires_grad]
     history = []
     for step in range(steps):
@@ -182,14 +169,7 @@ def fit_maskrcnn(model: MaskRCNNBaseline, cfg: Config, samples: list[Sample], la
         if not torch.isfinite(total):
             raise RunFailed(f"reft maskrcnn: non-finite loss at step {step}: "
                             f"{({k: float(v) for k, v in losses.items()})}")
-        if cosine_schedule:
-            for g in opt.param_groups:
-                g["lr"] = g["initial_lr"] * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1)))
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
-        opt.step()
+        optimizer_step(opt, params, total, step, steps, cosine_schedule, t.grad_clip)
         rec = {"step": step, "loss": float(total.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
         history.append(rec)
         if on_log is not None and (step % t.log_every == 0 or step == steps - 1):

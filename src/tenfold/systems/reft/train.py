@@ -51,16 +51,32 @@ def build_model(cfg: Config, num_classes: int, method: str = "reft",
     return RefT(model_config(cfg, method, switches), num_classes)
 
 
-def _optimizer(model: RefT, lr: float, cfg: Config) -> torch.optim.Optimizer:
-    """AdamW, backbone lr x backbone_lr_mult [literature: Mask2Former]."""
-    back = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
-    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+def make_optimizer(model: torch.nn.Module, lr: float, cfg: Config,
+                   backbone_prefix: str = "backbone.") -> torch.optim.Optimizer:
+    """AdamW, parameters under `backbone_prefix` at lr x backbone_lr_mult [literature: Mask2Former]; shared with
+    the Mask R-CNN baseline (baselines.py, prefix "backbone.body.": its TinyResNet) so every arm has one recipe."""
+    back = [p for n, p in model.named_parameters() if n.startswith(backbone_prefix) and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith(backbone_prefix) and p.requires_grad]
     groups = [{"params": rest, "lr": lr}]
     if back:
         groups.append({"params": back, "lr": lr * cfg.train.backbone_lr_mult})
     for g in groups:
         g["initial_lr"] = g["lr"]
     return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.train.weight_decay)
+
+
+def optimizer_step(opt: torch.optim.Optimizer, params: list[torch.Tensor], total: torch.Tensor, step: int,
+                   steps: int, cosine_schedule: bool, grad_clip: float) -> None:
+    """One update of `fit` (and of the Mask R-CNN baseline's loop): cosine lr from each group's initial_lr when
+    `cosine_schedule`, backward, gradient clipping at `grad_clip` (> 0), AdamW step."""
+    if cosine_schedule:
+        for g in opt.param_groups:
+            g["lr"] = g["initial_lr"] * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1)))
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
 
 
 def _drop(refs: References, feature: bool, link: bool) -> References:
@@ -75,7 +91,7 @@ def fit(model: RefT, cfg: Config, data: FSISData, samples: list[Sample], steps: 
     """`steps` AdamW steps of the set loss (+ loss_kd with a teacher) on `samples`, episodic supports."""
     t = cfg.train
     crit = SetCriterion(len(data.split.all_ids), cfg.loss)
-    opt = _optimizer(model, lr, cfg)
+    opt = make_optimizer(model, lr, cfg)
     sampler = EpisodicSupportSampler(samples, t.support_shots, rng)
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
     use_refs = model.feature_ref is not None or model.query_link is not None
@@ -102,14 +118,7 @@ def fit(model: RefT, cfg: Config, data: FSISData, samples: list[Sample], steps: 
         total = crit.total(losses)
         if not torch.isfinite(total):
             raise RunFailed(f"reft: non-finite loss at step {step}: {({k: float(v) for k, v in losses.items()})}")
-        if cosine_schedule:
-            for g in opt.param_groups:
-                g["lr"] = g["initial_lr"] * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1)))
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
-        opt.step()
+        optimizer_step(opt, params, total, step, steps, cosine_schedule, t.grad_clip)
         rec = {"step": step, "loss": float(total.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
         history.append(rec)
         if on_log is not None and (step % t.log_every == 0 or step == steps - 1):
