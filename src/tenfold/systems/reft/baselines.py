@@ -166,11 +166,7 @@ def fit_maskrcnn(model: MaskRCNNBaseline, cfg: Config, samples: list[Sample], la
         batch = [samples[int(i)] for i in pick]
         losses = model([s.image for s in batch], [to_target(s, label_of) for s in batch])
         total = sum(losses.values())
-        if not torch.isfinite(total):
-            raise RunFailed(f"reft maskrcnn: non-finite loss at step {step}: "
-                            f"{({k: float(v) for k, v in losses.items()})}")
-        optimizer_step(opt, params, total, step, steps, cosine_schedule, t.grad_clip)
-        rec = {"step": step, "loss": float(total.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
+        rec = optimizer_step(opt, params, losses, total, step, steps, cosine_schedule, t.grad_clip, "reft maskrcnn")
         history.append(rec)
         if on_log is not None and (step % t.log_every == 0 or step == steps - 1):
             on_log(rec)

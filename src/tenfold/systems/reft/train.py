@@ -65,10 +65,14 @@ def make_optimizer(model: torch.nn.Module, lr: float, cfg: Config,
     return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.train.weight_decay)
 
 
-def optimizer_step(opt: torch.optim.Optimizer, params: list[torch.Tensor], total: torch.Tensor, step: int,
-                   steps: int, cosine_schedule: bool, grad_clip: float) -> None:
-    """One update of `fit` (and of the Mask R-CNN baseline's loop): cosine lr from each group's initial_lr when
-    `cosine_schedule`, backward, gradient clipping at `grad_clip` (> 0), AdamW step."""
+def optimizer_step(opt: torch.optim.Optimizer, params: list[torch.Tensor], losses: dict[str, torch.Tensor],
+                   total: torch.Tensor, step: int, steps: int, cosine_schedule: bool, grad_clip: float,
+                   who: str = "reft") -> dict[str, float]:
+    """One update of `fit` (and of the Mask R-CNN baseline's loop) -> the step's log record: a non-finite `total`
+    stops the run (RunFailed naming `who`), cosine lr from each group's initial_lr when `cosine_schedule`,
+    backward, gradient clipping at `grad_clip` (> 0), AdamW step."""
+    if not torch.isfinite(total):
+        raise RunFailed(f"{who}: non-finite loss at step {step}: {({k: float(v) for k, v in losses.items()})}")
     if cosine_schedule:
         for g in opt.param_groups:
             g["lr"] = g["initial_lr"] * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1)))
@@ -77,6 +81,7 @@ def optimizer_step(opt: torch.optim.Optimizer, params: list[torch.Tensor], total
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
     opt.step()
+    return {"step": step, "loss": float(total.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
 
 
 def _drop(refs: References, feature: bool, link: bool) -> References:
@@ -116,10 +121,7 @@ def fit(model: RefT, cfg: Config, data: FSISData, samples: list[Sample], steps: 
                 teacher_logits = teacher(images)["pred_logits"]
             losses["loss_kd"] = base_distillation_loss(out["pred_logits"], teacher_logits, base_index)
         total = crit.total(losses)
-        if not torch.isfinite(total):
-            raise RunFailed(f"reft: non-finite loss at step {step}: {({k: float(v) for k, v in losses.items()})}")
-        optimizer_step(opt, params, total, step, steps, cosine_schedule, t.grad_clip)
-        rec = {"step": step, "loss": float(total.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
+        rec = optimizer_step(opt, params, losses, total, step, steps, cosine_schedule, t.grad_clip)
         history.append(rec)
         if on_log is not None and (step % t.log_every == 0 or step == steps - 1):
             on_log(rec)
