@@ -12,6 +12,7 @@ Component -> file map (spec ../shared/specs/cmt.md, section 2):
   NDS (nuscenes-devkit detection eval) .................. metrics.py
   SynthDrive generator .................................. synthdrive.py
   loaders (SynthDrive, nuScenes), batches, scoring ...... data.py
+  nuScenes annotations -> mmdet3d infos, splits ......... nuscenes.py
   train / evaluate / predict / reproduce ................ train.py, evaluate.py, predict.py, reproduce.py
 """
 

@@ -11,6 +11,7 @@ Component -> file map (spec ../shared/specs/reft.md, section 2):
   pycocotools evaluation (nAP, bAP, AP; segm and bbox) ............................................. metrics.py
   shared loading, EpisodicSupportSampler ........................................................... data.py
   base training, K-shot fine-tuning (FSIS / gFSIS / iFSIS), the fine-tuning baseline ............... train.py
+  Mask R-CNN baseline (torchvision MaskRCNN on TinyResNet + FPN, component 11) ..................... baselines.py
   evaluate / predict / reproduce ........................................... evaluate.py, predict.py, reproduce.py
 """
 
