@@ -228,7 +228,8 @@ def unit_quaternion(value: Any, where: str) -> np.ndarray:
     return q / norm
 
 
-def _pose(rec: dict, where: str) -> np.ndarray:
+def pose_matrix(rec: dict, where: str) -> np.ndarray:
+    """4x4 of a calibrated_sensor / ego_pose record: unit-quaternion rotation, finite translation (checked)."""
     t = np.eye(4)
     t[:3, :3] = quat_to_matrix(unit_quaternion(rec.get("rotation"), f"{where}.rotation"))
     t[:3, 3] = finite_matrix(rec.get("translation"), (3,), f"{where}.translation")
@@ -312,8 +313,8 @@ def read_key_frame(tabs: dict[str, Any], token: str, cfg: Config, gt: dict | Non
     pose_t, sd_t = tabs["ego_pose"], tabs["sample_data"]
     chans = key_channels(tabs, token)
     sd_l, cal_l = chans["LIDAR_TOP"]
-    ego_l = _pose(pose_t[sd_l["ego_pose_token"]], f"{meta / 'ego_pose.json'} {sd_l['ego_pose_token']}")
-    lidar2global = ego_l @ _pose(cal_l, f"{meta / 'calibrated_sensor.json'} {cal_l['token']}")
+    ego_l = pose_matrix(pose_t[sd_l["ego_pose_token"]], f"{meta / 'ego_pose.json'} {sd_l['ego_pose_token']}")
+    lidar2global = ego_l @ pose_matrix(cal_l, f"{meta / 'calibrated_sensor.json'} {cal_l['token']}")
     pts = [_read_bin(root / sd_l["filename"], 0.0)]
     prev = sd_l.get("prev", "")
     for _ in range(cfg_d.num_sweeps - 1):
@@ -327,8 +328,8 @@ def read_key_frame(tabs: dict[str, Any], token: str, cfg: Config, gt: dict | Non
         if not path.parent.is_dir():
             raise InputError(f"{path.parent}: sweeps folder missing; expected the LiDAR sweeps of "
                              f"{cfg_d.version} (or set data.num_sweeps=1)")
-        s2g = (_pose(pose_t[sw["ego_pose_token"]], f"{meta / 'ego_pose.json'} {sw['ego_pose_token']}")
-               @ _pose(cal_s, f"{meta / 'calibrated_sensor.json'} {cal_s['token']}"))
+        s2g = (pose_matrix(pose_t[sw["ego_pose_token"]], f"{meta / 'ego_pose.json'} {sw['ego_pose_token']}")
+               @ pose_matrix(cal_s, f"{meta / 'calibrated_sensor.json'} {cal_s['token']}"))
         p = _read_bin(path, (sd_l["timestamp"] - sw["timestamp"]) * 1e-6)
         hom = np.concatenate([p[:, :3], np.ones((len(p), 1))], axis=1) @ (np.linalg.inv(lidar2global) @ s2g).T
         p[:, :3] = hom[:, :3]
@@ -344,8 +345,8 @@ def read_key_frame(tabs: dict[str, Any], token: str, cfg: Config, gt: dict | Non
         hw = (int(sd_c.get("height", 0)), int(sd_c.get("width", 0)))
         img = read_image(root / sd_c["filename"], hw, f"sample_data {sd_c['token']} (height, width)")
         img, k = _resize(img, k, cfg_d.image_hw)
-        c2g = (_pose(pose_t[sd_c["ego_pose_token"]], f"{meta / 'ego_pose.json'} {sd_c['ego_pose_token']}")
-               @ _pose(cal_c, f"{meta / 'calibrated_sensor.json'} {cal_c['token']}"))
+        c2g = (pose_matrix(pose_t[sd_c["ego_pose_token"]], f"{meta / 'ego_pose.json'} {sd_c['ego_pose_token']}")
+               @ pose_matrix(cal_c, f"{meta / 'calibrated_sensor.json'} {cal_c['token']}"))
         k4 = np.eye(4)
         k4[:3, :3] = k
         l2i.append(k4 @ np.linalg.inv(c2g) @ lidar2global)

@@ -221,11 +221,10 @@ def key_frame_info(tabs: dict[str, Any], ann: dict[str, dict], anns_of: dict[str
     """
     lidar2ego, ego2global = data.lidar_pose(tabs, token)
     meta = tabs["meta"]
-    for rec, name in ((lidar2ego, "calibrated_sensor.json"), (ego2global, "ego_pose.json")):
-        where = f"{meta / name}: record {rec['token']!r}"
-        data.unit_quaternion(rec.get("rotation"), f"{where} field 'rotation'")
-        data.finite_matrix(rec.get("translation"), (3,), f"{where} field 'translation'")
-    r_inv = (data.quat_to_matrix(lidar2ego["rotation"]).T @ data.quat_to_matrix(ego2global["rotation"]).T)
+    # the pose checks of read_key_frame, run first because box_to_lidar uses the records below
+    l2e = data.pose_matrix(lidar2ego, f"{meta / 'calibrated_sensor.json'}: record {lidar2ego['token']!r}")
+    e2g = data.pose_matrix(ego2global, f"{meta / 'ego_pose.json'}: record {ego2global['token']!r}")
+    r_inv = (e2g @ l2e)[:3, :3].T  # global -> LiDAR rotation (velocities)
     boxes, names, vels, n_lidar, n_radar, attrs, toks = [], [], [], [], [], [], []
     for tok in anns_of.get(token, []):
         a = ann["sample_annotation"][tok]

@@ -111,6 +111,7 @@ def draw_road(road: np.ndarray, points: np.ndarray, width: int = ROAD_WIDTH_PX) 
     for a, b in zip(points[:-1], points[1:]):
         road |= _segment_distance(yy, xx, a, b) <= width / 2
 
+
 # Deviation (issue 17): spec 4.1 gives regime S smaller cells (spacing 0.8 p vs 3 p), so a p-patch reads the
 # regime from its cell-border density alone and local-only models needed no context. A first redesign (one
 # tessellation, districts with more building cells) removed that shortcut but left a cue too weak to change any

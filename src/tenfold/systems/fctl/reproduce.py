@@ -169,13 +169,13 @@ def claim_rows(cfg: Config, res: dict, mem: dict, arms: tuple[str, ...], seed: i
 
     def row(claim: str, metric: str, method: str, mv: float, baseline: str, bv: float, rel: Relation,
             details: str = "", arms: tuple[str, str | None] | None = None, deterministic: bool = False,
-            reference: str = "", rv: float = float("nan")) -> Measurement:
+            reference: str = "", rv: float = float("nan"), kind: str = "claim") -> Measurement:
         budget = {} if arms is None else {arm: budget_of(stage) for arm, stage in zip(("method", "baseline"), arms)
                                           if stage is not None}
         return Measurement(system=SYSTEM, claim=claim, metric=metric, method=method, method_value=mv,
                            baseline=baseline, baseline_value=bv, relation=rel, seed=seed, wall_time_s=wall,
                            details=details, budget=budget, deterministic=deterministic, reference=reference,
-                           reference_value=rv)
+                           reference_value=rv, kind=kind)
 
     m = {k: res[k]["miou"] for k in (*arms, "shuffled", "oracle", "majority")}
     urban = {k: res[k]["iou_per_class"][1] or 0.0 for k in (*arms, "majority")}
@@ -196,12 +196,11 @@ def claim_rows(cfg: Config, res: dict, mem: dict, arms: tuple[str, ...], seed: i
     big, small = max(mem), min(mem)
     cue = res["cue"]
     rows = [
-        Measurement(system=SYSTEM, kind="check", claim="SynthLandcover's x3 window tells an ambiguous pixel's regime "
-                    "(ideal reader of the window vs the constant regime, test split)", metric="accuracy on T0/T1 pixels",
-                    method="ideal x3 reader", method_value=cue[3][0], baseline="constant regime",
-                    baseline_value=cue[3][1], relation=Relation(">", 0.1), seed=seed, wall_time_s=wall,
-                    details="ideal reader of the patch / x2 / x3 window: " + " / ".join(
-                        f"{cue[m][0]:.3f}" for m in (1, 2, 3)) + f"; constant {cue[1][1]:.3f}", deterministic=True),
+        row("SynthLandcover's x3 window tells an ambiguous pixel's regime (ideal reader of the window vs the "
+            "constant regime, test split)", "accuracy on T0/T1 pixels", "ideal x3 reader", cue[3][0],
+            "constant regime", cue[3][1], Relation(">", 0.1), "ideal reader of the patch / x2 / x3 window: "
+            + " / ".join(f"{cue[m][0]:.3f}" for m in (1, 2, 3)) + f"; constant {cue[1][1]:.3f}",
+            deterministic=True, kind="check"),
         row("LCF (self + x2 + x3 + fusion) beats global-only segmentation", "test mIoU (%)", "LCF", m["all"],
             "global-only", m["global_long"], Relation(">"), detail, ("all", "global_long"), **ref),
         row("global-only loses thin roads: LCF urban IoU higher", "test urban IoU (%)", "LCF", urban["all"],
